@@ -1,0 +1,189 @@
+"""Typed configuration for every stage. One root dataclass per command.
+
+Defaults describe the embedded default (the mini set of real photos that scikit-image
+ships) so that every command runs on a CPU with no download; the DIV2K-scale values of
+the published study live in configs/*.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+SOURCES = ("mini", "folder", "hub", "div2k")
+
+
+def _check_positive(owner: str, **values: int | float | None) -> None:
+    for name, value in values.items():
+        if value is not None and value <= 0:
+            raise ValueError(f"{owner}.{name} must be > 0, got {value}")
+
+
+@dataclass
+class DataConfig:
+    # mini = photos shipped by scikit-image (no download); folder = local PNG/JPEG files;
+    # hub = a Hugging Face dataset with an image column; div2k = the official DIV2K zips.
+    source: Literal["mini", "folder", "hub", "div2k"] = "mini"
+    # folder source: directory of images; hub source: optional local dataset dir/parquet.
+    path: str | None = None
+    # hub source: dataset id (e.g. "user/my-hr-photos").
+    hub_id: str | None = None
+    # pin a Hub revision so a run can be reproduced from the same bytes.
+    revision: str | None = None
+    split: str = "train"
+    image_column: str = "image"
+    # stream Hub data so memory stays flat in the number of images.
+    streaming: bool = True
+    # cap on source images (classes); None = all.
+    max_images: int | None = None
+    # sub-image cropping; BasicSR's DIV2K values are 480/240/0 (configs/div2k_*.yaml).
+    # The mini photos are 300-1400 px, so the default is a smaller crop.
+    crop_size: int = 192
+    step: int = 96
+    thresh_size: int = 0
+    # where sub-images are cached as an Arrow dataset (reused across runs by fingerprint).
+    cache_dir: str = "~/.cache/hf_srdistill"
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"data.source must be one of {SOURCES}, got {self.source!r}")
+        if self.source == "folder" and not self.path:
+            raise ValueError("data.source=folder needs data.path (a directory of PNG/JPEG files)")
+        if self.source == "hub" and not (self.hub_id or self.path):
+            raise ValueError("data.source=hub needs data.hub_id (or data.path to a local dataset)")
+        _check_positive("data", crop_size=self.crop_size, step=self.step, max_images=self.max_images)
+
+
+@dataclass
+class ModelConfig:
+    # registry name: srcnn | vdsr | edsr (see hf_srdistill.models.MODELS).
+    name: str = "srcnn"
+    scale: int = 2
+    # width/depth overrides; None keeps the architecture's published size.
+    num_features: int | None = None
+    depth: int | None = None
+    # EDSR residual scaling (0.1 for the large 32x256 variant).
+    res_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.scale not in (2, 3, 4):
+            raise ValueError(f"model.scale must be 2, 3 or 4, got {self.scale}")
+        _check_positive("model", num_features=self.num_features, depth=self.depth)
+
+
+@dataclass
+class TrainConfig:
+    # a distilled/baseline set folder (parquet with an `hr` column); None = data source.
+    train_set: str | None = None
+    iterations: int = 2000
+    batch_size: int = 16
+    # HR patch side; LR patches are patch_size // scale.
+    patch_size: int = 96
+    lr: float = 1e-3
+    loss: Literal["l1", "l2"] = "l1"
+    scheduler: Literal["cosine", "step", "constant"] = "cosine"
+    # random flips and 90-degree rotations, as in EDSR/BasicSR training.
+    augment: bool = True
+    checkpoint_every: int = 500
+    seed: int = 0
+    output_dir: str = "outputs/train"
+    # continue from output_dir/checkpoint if present.
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        _check_positive("train", iterations=self.iterations, batch_size=self.batch_size,
+                        patch_size=self.patch_size, lr=self.lr, checkpoint_every=self.checkpoint_every)
+
+
+@dataclass
+class EvalConfig:
+    # any of: mini, set5, set14, div2k-val (see hf_srdistill.data.testsets).
+    test_sets: list[str] = field(default_factory=lambda: ["mini"])
+    # local folder holding Set5/, Set14/, DIV2K_valid_HR/ when not loaded from the Hub.
+    test_root: str | None = None
+    # LPIPS needs AlexNet weights in the torch hub cache; absent -> reported as missing.
+    lpips: bool = True
+    grid: bool = True
+    output_dir: str = "outputs/eval"
+
+
+@dataclass
+class DistillConfig:
+    # synthetic images per class (1 and 10 are the published settings).
+    ipc: int = 1
+    # synthetic HR side (192 in the published pixel experiments; 96 for the mini set).
+    image_size: int = 96
+    init: Literal["noise", "downscaled", "real", "latent"] = "downscaled"
+    # gm = gradient matching (Dataset Condensation).
+    objective: Literal["gm"] = "gm"
+    # cos = 1 - cosine over all weights (published SR variant); layerwise = DC's form.
+    distance: Literal["cos", "layerwise", "mse"] = "cos"
+    iterations: int = 100
+    # DC's bi-level loop: matching steps per iteration, net-training steps between them.
+    # DC's defaults: ipc 1 -> (1, 1); ipc 10 -> (10, 50).
+    outer_loop: int = 1
+    inner_loop: int = 1
+    lr_img: float = 0.01
+    momentum: float = 0.5
+    lr_net: float = 0.01
+    # real HR patches per class per matching step.
+    batch_real: int = 16
+    reference: ModelConfig = field(default_factory=ModelConfig)
+    # pretrained reference (save_pretrained folder or Hub id); None = fresh random init per iteration.
+    reference_path: str | None = None
+    # memory bound: classes matched together in one batched pass.
+    classes_per_step: int = 32
+    # False = the per-class reference loop (slow; kept to check the batched path).
+    batched: bool = True
+    checkpoint_every: int = 50
+    snapshot_every: int = 10
+    seed: int = 0
+    output_dir: str = "outputs/distill"
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        _check_positive("distill", ipc=self.ipc, image_size=self.image_size, iterations=self.iterations,
+                        outer_loop=self.outer_loop, batch_real=self.batch_real, lr_img=self.lr_img,
+                        classes_per_step=self.classes_per_step, checkpoint_every=self.checkpoint_every,
+                        snapshot_every=self.snapshot_every)
+        if self.inner_loop < 0:
+            raise ValueError(f"distill.inner_loop must be >= 0, got {self.inner_loop}")
+        if self.image_size % self.reference.scale:
+            raise ValueError(f"distill.image_size={self.image_size} must be divisible by the scale "
+                             f"{self.reference.scale}")
+
+
+# ---- root configs, one per command ----------------------------------------------------
+
+@dataclass
+class TrainJobConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class EvalJobConfig:
+    # save_pretrained folder or Hub id of the SR model to evaluate.
+    model_path: str = "outputs/train"
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass
+class DistillJobConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+@dataclass
+class MainJobConfig:
+    """distil -> train a judge model on each set -> evaluate, in one table."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(iterations=1000))
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # which training sets to compare: distilled, full, downscaled, random.
+    sets: list[str] = field(default_factory=lambda: ["distilled", "full", "downscaled", "random"])
+    output_dir: str = "outputs/main"
