@@ -85,6 +85,8 @@ class TrainConfig:
     # random flips and 90-degree rotations, as in EDSR/BasicSR training.
     augment: bool = True
     checkpoint_every: int = 500
+    # DataLoader workers; 0 keeps decoding in the main process (best on small CPUs).
+    num_workers: int = 0
     seed: int = 0
     output_dir: str = "outputs/train"
     # continue from output_dir/checkpoint if present.

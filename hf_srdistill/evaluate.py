@@ -1,0 +1,136 @@
+"""Evaluate SR models (and the bicubic floor) on test sets: tables and image grids.
+
+Protocol (BasicSR / the SR literature): HR mod-cropped to the scale, LR = MATLAB bicubic
+downscale quantised to uint8 (as the LR PNGs of the benchmark sets are), PSNR/SSIM on the
+Y channel with crop_border = scale, LPIPS (AlexNet) on RGB when its weights are present.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hf_srdistill.config import EvalJobConfig
+from hf_srdistill.data import imresize, load_test_set
+from hf_srdistill.data.images import mod_crop, to_tensor, to_uint8
+from hf_srdistill.io import write_json, write_text
+from hf_srdistill.metrics import LPIPSMetric, psnr, ssim
+
+logger = logging.getLogger(__name__)
+
+Upscaler = Callable[[torch.Tensor], torch.Tensor]  # LR (1,3,h,w) -> SR (1,3,h*s,w*s)
+
+
+def make_lr(hr: np.ndarray, scale: int) -> torch.Tensor:
+    """(1,3,h,w) float LR of a mod-cropped HR uint8 image, quantised like a saved LR PNG."""
+    lr = imresize(to_tensor(hr).unsqueeze(0), 1 / scale)
+    return torch.round(lr.clamp(0, 1) * 255) / 255
+
+
+def bicubic_upscaler(scale: int) -> Upscaler:
+    return lambda lr: imresize(lr, scale)
+
+
+def model_upscaler(model: torch.nn.Module, device: torch.device | str = "cpu") -> Upscaler:
+    model = model.to(device).eval()
+
+    @torch.no_grad()
+    def run(lr: torch.Tensor) -> torch.Tensor:
+        return model(lr.to(device)).cpu()
+
+    return run
+
+
+def evaluate_upscaler(upscale: Upscaler, images: list[tuple[str, np.ndarray]], scale: int,
+                      lpips_metric: LPIPSMetric | None = None) -> dict[str, float | None]:
+    """Mean PSNR/SSIM (Y, crop=scale) and LPIPS over one test set."""
+    scores: dict[str, list[float]] = {"psnr": [], "ssim": [], "lpips": []}
+    for _, hr in images:
+        hr = mod_crop(hr, scale)
+        sr = to_uint8(upscale(make_lr(hr, scale))[0].clamp(0, 1))
+        scores["psnr"].append(psnr(sr, hr, crop_border=scale, test_y_channel=True))
+        scores["ssim"].append(ssim(sr, hr, crop_border=scale, test_y_channel=True))
+        if lpips_metric is not None and lpips_metric.available:
+            scores["lpips"].append(float(lpips_metric(sr, hr)))
+    return {k: (float(np.mean(v)) if v else None) for k, v in scores.items()}
+
+
+def evaluate_many(upscalers: dict[str, Upscaler], test_sets: list[str], scale: int,
+                  test_root: str | None = None, use_lpips: bool = True) -> dict:
+    """results[method][test_set] = {psnr, ssim, lpips}; bicubic is always the first row."""
+    lpips_metric = LPIPSMetric() if use_lpips else None
+    if lpips_metric is not None and not lpips_metric.available:
+        logger.warning("LPIPS reported as absent: %s", lpips_metric.missing_reason)
+    data = {name: load_test_set(name, root=test_root) for name in test_sets}
+    rows = {"bicubic": bicubic_upscaler(scale), **upscalers}
+    return {method: {name: evaluate_upscaler(up, images, scale, lpips_metric)
+                     for name, images in data.items()}
+            for method, up in rows.items()}
+
+
+def format_table(results: dict, title: str = "") -> str:
+    """Markdown table in the study's layout: PSNR/SSIM/LPIPS per test set, one row per method."""
+    sets = list(next(iter(results.values())))
+    head = "| method | " + " | ".join(f"{s} PSNR↑ | {s} SSIM↑ | {s} LPIPS↓" for s in sets) + " |"
+    sep = "|---" * (1 + 3 * len(sets)) + "|"
+    lines = [f"### {title}\n" if title else "", head, sep]
+    for method, per_set in results.items():
+        cells = []
+        for s in sets:
+            r = per_set[s]
+            lp = "absent" if r["lpips"] is None else f"{r['lpips']:.4f}"
+            cells += [f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", lp]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def comparison_grid(upscalers: dict[str, Upscaler], hr: np.ndarray, scale: int, crop: int = 96) -> Image.Image:
+    """One row: HR crop, then bicubic and each model's SR of the same crop, side by side."""
+    hr = mod_crop(hr, scale)
+    h, w = hr.shape[:2]
+    crop = min(crop, h, w) // scale * scale
+    top, left = (h - crop) // 2 // scale * scale, (w - crop) // 2 // scale * scale
+    lr = make_lr(hr, scale)
+    tiles = [hr[top:top + crop, left:left + crop]]
+    for up in [bicubic_upscaler(scale), *upscalers.values()]:
+        sr = to_uint8(up(lr)[0].clamp(0, 1))
+        tiles.append(sr[top:top + crop, left:left + crop])
+    return Image.fromarray(np.concatenate(tiles, axis=1))
+
+
+def evaluate(cfg: EvalJobConfig) -> dict:
+    """Evaluate one saved model (folder or Hub id); writes table.md, results.json, grid.png."""
+    from hf_srdistill.models import load_model
+
+    model = load_model(cfg.model_path)
+    scale = int(model.scale)
+    up = {Path(cfg.model_path).name or cfg.model_path: model_upscaler(model)}
+    ec = cfg.eval
+    results = evaluate_many(up, ec.test_sets, scale, ec.test_root, ec.lpips)
+    write_results(Path(ec.output_dir), results, scale, title=f"x{scale}")
+    if ec.grid:
+        hr = load_test_set(ec.test_sets[0], root=ec.test_root)[0][1]
+        save_png(comparison_grid(up, hr, scale), Path(ec.output_dir) / "grid.png")
+    if Path(cfg.model_path).is_dir():  # the model card reads this
+        write_json(Path(cfg.model_path) / "eval_results.json", {"scale": scale, "results": results[next(iter(up))]})
+    return results
+
+
+def write_results(out: Path, results: dict, scale: int, title: str = "") -> str:
+    table = format_table(results, title)
+    write_text(out / "table.md", table)
+    write_json(out / "results.json", {"scale": scale, "results": results})
+    print(table)
+    return table
+
+
+def save_png(image: Image.Image, path: Path) -> None:
+    from hf_srdistill.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
