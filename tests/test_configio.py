@@ -1,0 +1,53 @@
+import pytest
+
+from hf_srdistill.cli import main as cli_main
+from hf_srdistill.config import DistillJobConfig, MainJobConfig, TrainJobConfig
+from hf_srdistill.configio import ConfigError, dump_yaml, from_dict, load_config
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {name: edsr, scale: 4}\ntrain:\n  iterations: 10\n  lr: 2.0e-4\n")
+    cfg = load_config(TrainJobConfig, path, ["--train.iterations=20", "--model.num_features=8"])
+    assert cfg.model.name == "edsr" and cfg.model.scale == 4 and cfg.model.num_features == 8
+    assert cfg.train.iterations == 20 and cfg.train.lr == pytest.approx(2e-4)
+    assert cfg.data.source == "mini"  # untouched sections keep their defaults
+
+
+def test_typo_is_an_error_naming_the_key():
+    with pytest.raises(ConfigError, match="train.iteratons"):
+        load_config(TrainJobConfig, None, ["--train.iteratons=3"])
+    with pytest.raises(ConfigError, match="modle"):
+        from_dict(TrainJobConfig, {"modle": {}})
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--train.iterations=ten", "expected an integer"),
+    ("--train.loss=l3", "not one of"),
+    ("--train.augment=maybe", "true/false"),
+    ("--data.source=ftp", "fits none|not one of"),
+])
+def test_wrong_types_are_rejected(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainJobConfig, None, [override])
+
+
+def test_validation_names_the_field():
+    with pytest.raises(ValueError, match="distill.image_size=95"):
+        load_config(DistillJobConfig, None, ["--distill.image_size=95"])
+    with pytest.raises(ValueError, match="model.scale"):
+        load_config(TrainJobConfig, None, ["--model.scale=5"])
+
+
+def test_dump_round_trip():
+    import yaml
+
+    cfg = load_config(MainJobConfig, "configs/main_mini.yaml", ["--distill.ipc=3"])
+    again = from_dict(MainJobConfig, yaml.safe_load(dump_yaml(cfg)))
+    assert again == cfg and again.distill.ipc == 3
+
+
+def test_cli_reports_config_errors(capsys):
+    assert cli_main(["train", "--train.iteratons=3"]) == 2
+    assert "train.iteratons" in capsys.readouterr().err
+    assert cli_main(["nonsense"]) == 2
