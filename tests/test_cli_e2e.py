@@ -1,0 +1,40 @@
+"""The real CLI, end to end, on the embedded default shrunk to seconds."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from datasets import load_dataset
+
+pytestmark = pytest.mark.slow
+
+
+def test_main_job_writes_table_grid_sets_and_models(tmp_path):
+    out = tmp_path / "main"
+    cmd = [sys.executable, "-m", "hf_srdistill.cli", "main", "--config", "configs/main_mini.yaml",
+           f"--output_dir={out}", "--data.max_images=2", "--data.crop_size=96", "--data.step=96",
+           "--distill.iterations=2", "--distill.image_size=48", "--distill.batch_real=2",
+           "--distill.snapshot_every=1", "--model.num_features=8", "--train.iterations=4",
+           "--train.batch_size=2", "--train.patch_size=24", "--eval.lpips=false"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    results = json.loads((out / "results.json").read_text())["results"]
+    rows = ["bicubic"] + [f"srcnn on {k}" for k in ("distilled", "full", "downscaled", "random")]
+    assert list(results) == rows
+    for row in rows:
+        assert 10 < results[row]["mini"]["psnr"] < 60 and 0 < results[row]["mini"]["ssim"] <= 1
+    table = (out / "table.md").read_text()
+    assert all(f"| {row} |" in table for row in rows) and "| bicubic |" in proc.stdout
+
+    with Image.open(out / "grid.png") as grid:
+        assert grid.height > 0 and grid.width == 6 * grid.height  # HR, bicubic, 4 models
+    distilled = load_dataset(str(out / "sets" / "distilled"), split="train")
+    assert distilled.num_rows == 2 and distilled[0]["hr"].size == (48, 48)
+    assert (out / "models" / "distilled" / "model.safetensors").is_file()

@@ -1,0 +1,57 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hf_srdistill.data import imresize, load_test_set
+from hf_srdistill.data.images import mod_crop, to_tensor, to_uint8
+from hf_srdistill.evaluate import (bicubic_upscaler, comparison_grid, evaluate_many, evaluate_upscaler,
+                                   format_table, make_lr, write_results)
+from hf_srdistill.metrics import psnr
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return [(n, img[:120, :100]) for n, img in load_test_set("mini")[:2]]
+
+
+def test_lr_is_quantised_like_a_saved_png(photos):
+    hr = mod_crop(photos[0][1], 2)
+    lr = make_lr(hr, 2)
+    assert lr.shape == (1, 3, hr.shape[0] // 2, hr.shape[1] // 2)
+    assert torch.equal(lr * 255, torch.round(lr * 255))
+
+
+def test_bicubic_row_equals_a_direct_computation(photos):
+    got = evaluate_upscaler(bicubic_upscaler(2), photos, scale=2)
+    direct = []
+    for _, hr in photos:
+        hr = mod_crop(hr, 2)
+        lr = torch.round(imresize(to_tensor(hr)[None], 0.5).clamp(0, 1) * 255) / 255
+        direct.append(psnr(to_uint8(imresize(lr, 2)[0].clamp(0, 1)), hr, crop_border=2))
+    assert got["psnr"] == pytest.approx(np.mean(direct), abs=1e-9)
+    assert got["lpips"] is None  # no LPIPS metric given
+
+
+def test_oracle_beats_bicubic_and_table_lists_every_method(tmp_path, photos):
+    hr_by_shape = {mod_crop(hr, 2).shape[:2]: mod_crop(hr, 2) for _, hr in photos}
+
+    def oracle(lr):  # returns the true HR: must score far above bicubic
+        h, w = lr.shape[-2] * 2, lr.shape[-1] * 2
+        return to_tensor(hr_by_shape[(h, w)])[None]
+
+    results = {"bicubic": {"t": evaluate_upscaler(bicubic_upscaler(2), photos, 2)},
+               "oracle": {"t": evaluate_upscaler(oracle, photos, 2)}}
+    assert results["oracle"]["t"]["psnr"] == float("inf")
+    table = write_results(tmp_path, results, 2, title="x2")
+    assert "| bicubic |" in table and "| oracle |" in table and "absent" in table
+    assert json.loads((tmp_path / "results.json").read_text())["scale"] == 2
+    grid = comparison_grid({"oracle": oracle}, photos[0][1], 2, crop=40)
+    assert grid.size == (40 * 3, 40)  # HR | bicubic | oracle
+
+
+def test_unknown_test_set_is_a_clear_error():
+    with pytest.raises(Exception, match="set7|unknown|Unknown"):
+        evaluate_many({}, ["set7"], 2, use_lpips=False)
