@@ -110,6 +110,78 @@ class EvalConfig:
 
 
 @dataclass
+class LatentConfig:
+    """Latent distillation (distill.init=latent): the synthetic images are a generator's output."""
+
+    # stylegan_xl = GLaD-style W+/feature codes; vae = a diffusers AutoencoderKL's latents;
+    # ldm = the same for the `vae` subfolder of a latent-diffusion repo (hf_srdistill.latent.BACKENDS).
+    backend: Literal["stylegan_xl", "vae", "ldm"] = "vae"
+    # stylegan_xl: network pickle (local .pkl, http(s) URL, or Hub repo id with `filename`);
+    # vae/ldm: diffusers model folder or Hub id. None (vae only) = untrained VAE from vae_channels.
+    generator: str | None = None
+    # file inside the Hub repo `generator` (stylegan_xl pickles).
+    filename: str | None = None
+    # pin the Hub revision so the latents decode with the same bytes later.
+    revision: str | None = None
+    # diffusers subfolder of the VAE; None = the repo root (vae) or "vae" (ldm: Stable-Diffusion layout).
+    subfolder: str | None = None
+    # StyleGAN-XL source tree (a clone of autonomousvision/stylegan-xl): its pickles import
+    # torch_utils/dnnlib from it while unpickling. None = those modules are installed.
+    source_dir: str | None = None
+    # vae with no `generator`: build an untrained AutoencoderKL with these block widths.
+    # Plumbing/smoke runs only: untrained weights carry no image prior.
+    vae_channels: list[int] | None = None
+    # stylegan_xl: None = W+ codes; k = GLaD's codes, the output of synthesis layer k plus the
+    # w's of the later layers (GLaD picks a middle layer: early enough to keep the GAN prior).
+    layer: int | None = None
+    # also optimise the generator's synthesis/decoder weights during distillation.
+    train_generator: bool = False
+    # class-conditional generators: the one-hot class fed to the mapping (ImageNet index for
+    # StyleGAN-XL). SR classes are photos, not ImageNet classes, so one fixed class is used.
+    class_index: int = 0
+    # images decoded per forward/backward pass: bounds memory independently of IPC x classes.
+    chunk_size: int = 8
+    # SGD learning rates (momentum = distill.momentum) for the codes and the generator weights.
+    lr_latent: float = 0.01
+    lr_generator: float = 1e-4
+    # pixel init the codes are inverted/encoded from (built by the distillation engine).
+    init_from: Literal["downscaled", "real"] = "downscaled"
+    # GAN inversion (stylegan_xl): Adam steps on w from the class-average w. PTI uses 450.
+    invert_steps: int = 100
+    invert_lr: float = 0.01
+    # StyleGAN projector's w noise at the first step, as a fraction of the w spread; ramps to 0.
+    invert_noise: float = 0.05
+    # samples of mapping(z, c) averaged for the class-average w (PTI uses 10000).
+    w_avg_samples: int = 2000
+    # pivotal tuning (stylegan_xl): Adam steps on the synthesis weights; 0 = inversion only. PTI uses 350.
+    tune_steps: int = 100
+    tune_lr: float = 3e-4
+    # PTI's locality regulariser: keep G unchanged at w's `locality_alpha` away from the pivot.
+    locality_weight: float = 0.1
+    locality_alpha: float = 30.0
+    # reconstruction loss of inversion and tuning; LPIPS needs torchvision weights in the
+    # torch hub cache (absent offline: MSE only, with a logged note).
+    mse_weight: float = 1.0
+    lpips_weight: float = 1.0
+    lpips_net: Literal["vgg", "alex"] = "vgg"
+
+    def __post_init__(self) -> None:
+        _check_positive("latent", chunk_size=self.chunk_size, lr_latent=self.lr_latent,
+                        w_avg_samples=self.w_avg_samples)
+        for name in ("invert_steps", "tune_steps", "lr_generator", "invert_lr", "tune_lr", "invert_noise",
+                     "locality_weight", "locality_alpha", "mse_weight", "lpips_weight", "class_index"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"latent.{name} must be >= 0, got {getattr(self, name)}")
+        if self.mse_weight == 0 and self.lpips_weight == 0:
+            raise ValueError("latent.mse_weight and latent.lpips_weight cannot both be 0")
+        if self.layer is not None and self.layer < 0:
+            raise ValueError(f"latent.layer must be None (W+ codes) or a synthesis layer index >= 0, "
+                             f"got {self.layer}")
+        if self.vae_channels is not None and (not self.vae_channels or min(self.vae_channels) <= 0):
+            raise ValueError(f"latent.vae_channels must be positive widths, got {self.vae_channels}")
+
+
+@dataclass
 class DistillConfig:
     # synthetic images per class (1 and 10 are the published settings).
     ipc: int = 1
@@ -136,6 +208,8 @@ class DistillConfig:
     # memory bound: classes matched together in one batched pass.
     classes_per_step: int = 32
     # False = the per-class reference loop (slow; kept to check the batched path).
+    # generator backend and its settings, used when init=latent.
+    latent: LatentConfig = field(default_factory=LatentConfig)
     batched: bool = True
     checkpoint_every: int = 50
     snapshot_every: int = 10
