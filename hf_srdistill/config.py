@@ -205,11 +205,11 @@ class DistillConfig:
     reference: ModelConfig = field(default_factory=ModelConfig)
     # pretrained reference (save_pretrained folder or Hub id); None = fresh random init per iteration.
     reference_path: str | None = None
+    # generator backend and its settings, used when init=latent.
+    latent: LatentConfig = field(default_factory=LatentConfig)
     # memory bound: classes matched together in one batched pass.
     classes_per_step: int = 32
     # False = the per-class reference loop (slow; kept to check the batched path).
-    # generator backend and its settings, used when init=latent.
-    latent: LatentConfig = field(default_factory=LatentConfig)
     batched: bool = True
     checkpoint_every: int = 50
     snapshot_every: int = 10
