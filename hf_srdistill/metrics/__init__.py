@@ -1,0 +1,5 @@
+"""Image-quality metrics with SR-paper conventions: PSNR/SSIM (BasicSR/MATLAB), LPIPS."""
+
+from hf_srdistill.metrics.psnr_ssim import psnr, rgb2y, ssim
+
+__all__ = ["psnr", "ssim", "rgb2y"]
