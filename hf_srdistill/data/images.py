@@ -13,6 +13,7 @@ Other dtypes or channel counts raise ``ValueError`` naming the image.
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["CorruptImageError", "to_rgb_uint8", "load_image", "mod_crop", "to_tensor", "to_uint8"]
+__all__ = ["CorruptImageError", "to_rgb_uint8", "pil_to_array", "decode_image_bytes", "load_image",
+           "mod_crop", "to_tensor", "to_uint8"]
 
 log = logging.getLogger(__name__)
 
@@ -69,33 +71,38 @@ def to_rgb_uint8(arr: np.ndarray | Image.Image, name: str = "image") -> np.ndarr
     return np.ascontiguousarray(arr)
 
 
-def _decode(path: Path) -> np.ndarray:
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile  # keeps 16-bit colour TIFFs exact (Pillow cannot hold them)
-
-        return tifffile.imread(path)
-    with Image.open(path) as img:
-        img.load()  # force decoding now so truncated files fail here, not later
-        if img.format == "PNG" and _png_is_16bit_colour(path):
-            log.warning("%s: 16-bit colour PNG; Pillow keeps the high byte of each sample, which "
-                        "can differ from round(v / 257) by one level", path)
-        img = ImageOps.exif_transpose(img)  # what a viewer shows (camera JPEGs are often rotated)
-        if img.mode in ("I;16", "I;16B", "I;16L"):
-            return np.asarray(img).astype(np.uint16)
-        if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
-            img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
-        arr = np.asarray(img)
-        if img.mode == "I" and img.format == "PNG" and arr.min() >= 0 and arr.max() <= 65535:
-            return arr.astype(np.uint16)  # some Pillow versions open 16-bit grey PNGs as "I"
-        if img.mode in ("I", "F"):
-            raise ValueError(f"32-bit {img.mode!r} images are not supported; save as 8/16-bit")
-        return arr
+def pil_to_array(img: Image.Image, name: str = "image") -> np.ndarray:
+    """A decoded PIL image -> HW/HWC array in a dtype ``to_rgb_uint8`` understands."""
+    img = ImageOps.exif_transpose(img)  # what a viewer shows (camera JPEGs are often rotated)
+    if img.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(img).astype(np.uint16)
+    if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+        img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
+    arr = np.asarray(img)
+    if img.mode == "I" and img.format == "PNG" and arr.min() >= 0 and arr.max() <= 65535:
+        return arr.astype(np.uint16)  # some Pillow versions open 16-bit grey PNGs as "I"
+    if img.mode in ("I", "F"):
+        raise ValueError(f"{name}: 32-bit {img.mode!r} images are not supported; save as 8/16-bit")
+    return arr
 
 
-def _png_is_16bit_colour(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(26)  # signature (8) + IHDR length/type (8) + width/height (8) + depth, type
-    return len(head) == 26 and head[24] == 16 and head[25] in (2, 6)
+def _warn_if_16bit_colour_png(head: bytes, name: str) -> None:
+    # PNG signature (8) + IHDR length/type (8) + width/height (8), then bit depth and colour type
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 26 and head[24] == 16 and head[25] in (2, 6):
+        log.warning("%s: 16-bit colour PNG; Pillow keeps the high byte of each sample, which "
+                    "can differ from round(v / 257) by one level", name)
+
+
+def decode_image_bytes(data: bytes, name: str = "image") -> np.ndarray:
+    """Encoded image bytes (PNG, JPEG, ...) -> HWC uint8 RGB, or ``CorruptImageError``."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # force decoding now so truncated files fail here, not later
+            _warn_if_16bit_colour_png(data[:26], name)
+            arr = pil_to_array(img, name)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+        raise CorruptImageError(f"cannot decode image {name}: {err}") from err
+    return to_rgb_uint8(arr, name=name)
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -104,16 +111,20 @@ def load_image(path: str | Path) -> np.ndarray:
     Raises ``FileNotFoundError`` for a missing path and ``CorruptImageError`` (naming the
     file) for anything that cannot be decoded, so callers can count and skip bad files.
     Note: Pillow reduces 16-bit colour PNGs to 8 bits by keeping the high byte, which can
-    differ from ``round(v / 257)`` by one level; 16-bit grey PNGs and TIFFs are exact.
+    differ from ``round(v / 257)`` by one level (logged); 16-bit grey PNGs and TIFFs are exact.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no image file at {path}")
-    try:
-        arr = _decode(path)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
-        raise CorruptImageError(f"cannot decode image {path}: {err}") from err
-    return to_rgb_uint8(arr, name=str(path))
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile  # keeps 16-bit colour TIFFs exact (Pillow cannot hold them)
+
+        try:
+            arr = tifffile.imread(path)
+        except Exception as err:  # tifffile raises several unrelated types on bad files
+            raise CorruptImageError(f"cannot decode image {path}: {err}") from err
+        return to_rgb_uint8(arr, name=str(path))
+    return decode_image_bytes(path.read_bytes(), name=str(path))
 
 
 def mod_crop(img, scale: int):
