@@ -1,0 +1,158 @@
+"""Cards render from real folders, parse back with huggingface_hub, and agree with load_dataset."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from datasets import load_dataset
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, ModelCard
+
+from hf_srdistill.hub import FolderError, cards
+from hf_srdistill.io import read_json, write_json
+from hf_srdistill.provenance import read_provenance
+
+from .conftest import CLASSES, make_model_folder, make_set_folder
+
+
+def _code_blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
+
+
+def test_dataset_card_metadata_parses_and_matches_loader(tmp_path):
+    folder, crops = make_set_folder(tmp_path / "set")
+    path = cards.write_dataset_card(folder, repo_id="someone/mini-distilled")
+    card = DatasetCard.load(path)
+    meta = card.data
+    assert meta.license == "other" and meta.license_name
+    assert meta.task_categories == ["image-to-image"]
+    assert {"super-resolution", "dataset-distillation", "synthetic"} <= set(meta.tags)
+    assert meta.size_categories == ["n<1K"]
+
+    configs = MetadataConfigs.from_dataset_card_data(meta)
+    assert configs["default"]["data_files"] == [{"split": "train", "path": "data/*.parquet"}]
+    info = DatasetInfosDict.from_dataset_card_data(meta)["default"]
+
+    # load_dataset reads this same README (configs + dataset_info) and verifies split sizes
+    ds = load_dataset(str(folder), split="train")
+    assert ds.features == info.features
+    assert info.splits["train"].num_examples == len(ds) == len(crops)
+    assert ds.features["label"].names == CLASSES
+    for row, (label, k, hr) in zip(ds, crops):
+        assert row["label"] == label and row["ipc_index"] == k
+        assert np.array_equal(np.asarray(row["hr"]), hr)
+        assert row["lr_x2"].size == (hr.shape[1] // 2, hr.shape[0] // 2)
+
+
+def test_dataset_card_body_reports_the_folder(tmp_path):
+    folder, crops = make_set_folder(tmp_path / "set")
+    text = cards.write_dataset_card(folder, repo_id="someone/mini-distilled").read_text()
+    prov = read_provenance(folder)
+    assert "fp-1234" in text and "scikit-image:data" in text
+    assert f"{len(crops)} HR images ({len(CLASSES)} classes × IPC 2), 32×32 px" in text
+    assert "`lr_x2`, `lr_x4`" in text and "`distill.seed=3`" in text
+    assert "Gradient matching" in text and "1 − cosine" in text
+    assert "| reduction_vs_subimages_pct | 98.00 % | 99.90 % | 99.90 % |" in text
+    assert "| srcnn on distilled | mini (scikit-image photos) ×2 | 31.50 | 0.9012 | 0.1234 |" in text
+    assert "![Synthetic images](samples.png)" in text and "evolution.png" not in text
+    assert 'load_dataset("someone/mini-distilled", split="train")' in text
+    assert "hf-srdistill train --train.train_set=someone/mini-distilled" in text
+    # the full config block is the recorded config, not a paraphrase
+    assert yaml.safe_load(_code_blocks(text, "yaml")[-1]) == prov["config"]
+
+
+def test_dataset_card_usage_snippet_runs(tmp_path):
+    folder, crops = make_set_folder(tmp_path / "set")
+    text = cards.write_dataset_card(folder).read_text()  # no repo id: the snippet names the folder
+    scope: dict = {}
+    exec(_code_blocks(text, "python")[0], scope)
+    assert np.array_equal(np.asarray(scope["hr"]), crops[0][2])
+
+
+def test_dataset_card_without_optional_files(tmp_path):
+    folder, _ = make_set_folder(tmp_path / "set", results=False)
+    (folder / "size_report.json").unlink()
+    (folder / "samples.png").unlink()
+    prov = read_json(folder / "provenance.json")
+    prov["source"]["license"], prov["source"]["license_note"] = None, None
+    write_json(folder / "provenance.json", prov)
+    text = cards.write_dataset_card(folder).read_text()
+    assert "No `size_report.json`" in text
+    assert "SR results" not in text and "![" not in text
+    assert "licence was not recorded" in text
+    assert DatasetCard.load(folder / "README.md").data.license == "other"
+
+
+def test_dataset_card_licence_inherited(tmp_path):
+    folder, _ = make_set_folder(tmp_path / "set")
+    prov = read_json(folder / "provenance.json")
+    prov["source"].update(kind="hub", id="someone/photos", license="cc-by-4.0", license_note=None)
+    write_json(folder / "provenance.json", prov)
+    meta = DatasetCard.load(cards.write_dataset_card(folder)).data
+    assert meta.license == "cc-by-4.0" and meta.source_datasets == ["someone/photos"]
+
+
+def test_card_from_the_distill_writer(tmp_path):
+    """The folder distill/ really writes gets a card that load_dataset agrees with."""
+    from hf_srdistill import config as C
+    from hf_srdistill.distill.export import write_image_set
+
+    cfg = C.DistillJobConfig(distill=C.DistillConfig(ipc=1, image_size=16))
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    folder = write_image_set(tmp_path / "set", images, [0, 1], ["a", "b"], [0, 0], cfg,
+                             extra={"kind": "distilled"})
+    cards.write_dataset_card(folder, "someone/x")
+    info = DatasetInfosDict.from_dataset_card_data(DatasetCard.load(folder / "README.md").data)["default"]
+    ds = load_dataset(str(folder), split="train")
+    assert ds.features == info.features and len(ds) == 2
+
+
+def test_dataset_folder_errors_name_what_is_missing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FolderError, match=r"data/\*\.parquet[\s\S]*provenance\.json"):
+        cards.write_dataset_card(tmp_path / "empty")
+    assert not (tmp_path / "empty" / "README.md").exists()
+
+
+def test_model_card_model_index_from_eval_results(tmp_path):
+    folder, _ = make_model_folder(tmp_path / "model", train_set="someone/mini-distilled")
+    card = ModelCard.load(cards.write_model_card(folder, repo_id="someone/srcnn-x2"))
+    recorded = read_json(folder / "eval_results.json")["results"]
+    got = {(r.dataset_type, r.metric_type): r.metric_value for r in card.data.eval_results}
+    want = {(s, m): round(v, 4) for s, ms in recorded.items() for m, v in ms.items() if v is not None}
+    assert got == want  # LPIPS absent on set5 is left out, never invented
+    assert all(r.task_type == "image-to-image" for r in card.data.eval_results)
+    assert card.data.model_name == "srcnn-x2"
+    assert card.data.datasets == ["someone/mini-distilled"]
+    assert "https://huggingface.co/datasets/someone/mini-distilled" in card.text
+    assert "| Set5 ×2 | 33.21 | 0.9156 | absent |" in card.text
+
+
+def test_model_card_local_training_set_and_no_evals(tmp_path):
+    set_dir, _ = make_set_folder(tmp_path / "set")
+    folder, _ = make_model_folder(tmp_path / "model", train_set=str(set_dir), evals=False)
+    card = ModelCard.load(cards.write_model_card(folder))
+    assert card.data.eval_results is None and card.data.datasets is None
+    assert "not been evaluated yet" in card.text
+    assert f"local set `{set_dir}`" in card.text and "scikit-image:data" in card.text
+    linked = ModelCard.load(cards.write_model_card(folder, dataset_repo_id="someone/set"))
+    assert linked.data.datasets == ["someone/set"]
+
+
+def test_model_card_usage_snippet_restores_exact_weights(tmp_path):
+    folder, model = make_model_folder(tmp_path / "model")
+    text = cards.write_model_card(folder).read_text()
+    scope: dict = {}
+    exec(_code_blocks(text, "python")[0], scope)
+    assert scope["sr"].shape == (1, 3, 128, 128)
+    loaded = scope["model"].state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    from hf_srdistill.models import SRCNN
+
+    again = SRCNN.from_pretrained(str(folder)).state_dict()
+    assert all(torch.equal(again[k], v) for k, v in model.state_dict().items())
