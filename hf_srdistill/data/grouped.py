@@ -1,0 +1,264 @@
+"""Sub-images grouped by source photo (one photo = one class), cached on disk as Arrow.
+
+Distillation asks, many times, for "random patches of class c". Holding DIV2K's 32,592
+sub-images in memory is not an option, so one pass over the (possibly streamed) source
+writes two memory-mapped Arrow tables that ``datasets`` reads back with ``Dataset.from_file``:
+
+- ``subimages.arrow``: PNG sub-images in class order (image, label, top, left); class c
+  owns rows ``offsets[c] : offsets[c] + counts[c]``, so reading a class touches only its rows;
+- ``sources.arrow``: the whole photos (name, image, height, width), one row per class.
+
+The cache directory is keyed by a fingerprint of the source (files, Hub id/revision) and
+the cropping settings; ``meta.json`` is written last, so a killed build is never reused.
+Memory while building is one photo, its crops and a small write buffer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+from PIL import Image
+
+from hf_srdistill.config import DataConfig
+from hf_srdistill.data.sources import SourceReport, iter_source_images, source_fingerprint
+from hf_srdistill.data.subimages import extract_subimages, subimage_positions
+
+__all__ = ["SubImageStore"]
+
+log = logging.getLogger(__name__)
+
+_FORMAT_VERSION = 1
+_WRITE_ROWS = 32  # rows buffered before a write; bounds memory to ~32 PNGs
+
+
+def _features():
+    import datasets
+
+    sub = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int32"),
+                             "top": datasets.Value("int32"), "left": datasets.Value("int32")})
+    src = datasets.Features({"name": datasets.Value("string"), "image": datasets.Image(),
+                             "height": datasets.Value("int32"), "width": datasets.Value("int32")})
+    return sub, src
+
+
+def _png(arr: np.ndarray) -> dict:
+    buf = io.BytesIO()
+    # compress_level 1: lossless like any level, several times faster to write than the default
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+    return {"bytes": buf.getvalue(), "path": None}
+
+
+class _ArrowTable:
+    """Append rows to an Arrow IPC stream in small batches (the format ``Dataset.from_file`` reads)."""
+
+    def __init__(self, path: Path, features) -> None:
+        self.features, self.rows = features, []
+        self.writer = pa.ipc.new_stream(str(path), features.arrow_schema)
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= _WRITE_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            batch = self.features.encode_batch({k: [r[k] for r in self.rows] for k in self.features})
+            self.writer.write_batch(pa.RecordBatch.from_pydict(batch, schema=self.features.arrow_schema))
+            self.rows = []
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+
+
+def _store_fingerprint(cfg: DataConfig) -> str:
+    key = [_FORMAT_VERSION, source_fingerprint(cfg), cfg.crop_size, cfg.step, cfg.thresh_size]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
+def _write_cache(cfg: DataConfig, out: Path, fingerprint: str) -> None:
+    sub_features, src_features = _features()
+    subs = _ArrowTable(out / "subimages.arrow", sub_features)
+    srcs = _ArrowTable(out / "sources.arrow", src_features)
+    report, names, counts = SourceReport(), [], []
+    try:
+        for name, img in iter_source_images(cfg, report):
+            h, w = img.shape[:2]
+            if min(h, w) < cfg.crop_size:
+                reason = f"image of size {h}x{w} is smaller than data.crop_size={cfg.crop_size}"
+                log.warning("skipping %s: %s", name, reason)
+                report.skipped.append((name, reason))
+                continue
+            crops = extract_subimages(img, cfg.crop_size, cfg.step, cfg.thresh_size)
+            label = len(names)
+            ys, xs = subimage_positions(h, w, cfg.crop_size, cfg.step, cfg.thresh_size)
+            for crop, (top, left) in zip(crops, [(y, x) for y in ys for x in xs], strict=True):
+                subs.add({"image": _png(crop), "label": label, "top": top, "left": left})
+            srcs.add({"name": name, "image": _png(img), "height": h, "width": w})
+            names.append(name)
+            counts.append(len(crops))
+    finally:
+        subs.close()
+        srcs.close()
+    if not names:
+        raise ValueError(f"data source {cfg.source!r} gave no image of at least data.crop_size="
+                         f"{cfg.crop_size} pixels per side ({len(report.skipped)} skipped)")
+    meta = {"version": _FORMAT_VERSION, "fingerprint": fingerprint, "config": asdict(cfg),
+            "class_names": names, "counts": counts, "offsets": np.cumsum([0] + counts[:-1]).tolist(),
+            "skipped": report.skipped}
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    log.info("sub-image cache %s: %d classes, %d sub-images, %d photos skipped", out, len(names),
+             sum(counts), len(report.skipped))
+
+
+class _LazyImages(Sequence):
+    """All sub-images as a sequence that decodes on access (len / index / slice)."""
+
+    def __init__(self, store: "SubImageStore") -> None:
+        self._store = store
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._store._decode_row(j) for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"sub-image index {i} out of range for {len(self)} sub-images")
+        return self._store._decode_row(i)
+
+
+class SubImageStore:
+    """Read access to a built cache; see the module docstring for the layout."""
+
+    def __init__(self, path: str | Path, decoded_cache_mb: float = 256) -> None:
+        import datasets
+
+        self.path = Path(path)
+        meta_file = self.path / "meta.json"
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"no complete sub-image cache at {self.path} (meta.json missing)")
+        meta = json.loads(meta_file.read_text())
+        self.fingerprint: str = meta["fingerprint"]
+        self.class_names: list[str] = meta["class_names"]
+        self.skipped: list[tuple[str, str]] = [tuple(s) for s in meta["skipped"]]
+        self._counts, self._offsets = meta["counts"], meta["offsets"]
+        raw = datasets.Image(decode=False)  # decode with Pillow directly: fewer copies
+        self._sub = datasets.Dataset.from_file(str(self.path / "subimages.arrow")).cast_column("image", raw)
+        self._src = datasets.Dataset.from_file(str(self.path / "sources.arrow")).cast_column("image", raw)
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache_budget, self._cache_bytes = int(decoded_cache_mb * 2**20), 0
+
+    @classmethod
+    def build(cls, cfg: DataConfig, rebuild: bool = False, **kwargs) -> "SubImageStore":
+        """Open the cache for ``cfg`` under ``cfg.cache_dir``, writing it first if absent."""
+        fingerprint = _store_fingerprint(cfg)
+        root = Path(cfg.cache_dir).expanduser() / "subimages"
+        final = root / fingerprint
+        if rebuild and final.exists():
+            shutil.rmtree(final)
+        if (final / "meta.json").is_file():
+            if cfg.source == "hub" and not cfg.path and not cfg.revision:
+                log.warning("reusing the sub-image cache of an unpinned Hub dataset (%s); pin "
+                            "data.revision or pass rebuild=True if the data changed", cfg.hub_id)
+            return cls(final, **kwargs)
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{fingerprint}."))
+        try:
+            _write_cache(cfg, tmp, fingerprint)
+            try:
+                os.replace(tmp, final)
+            except OSError:  # another process finished the same cache first: use theirs
+                if not (final / "meta.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return cls(final, **kwargs)
+
+    # ---- sizes ------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self._sub)
+
+    def count(self, c: int) -> int:
+        return self._counts[self._check(c)]
+
+    def _check(self, c: int) -> int:
+        if not 0 <= c < self.num_classes:
+            raise IndexError(f"class {c} out of range: the store has {self.num_classes} classes")
+        return c
+
+    # ---- decoding ---------------------------------------------------------------------
+    def _decode_row(self, row: int) -> np.ndarray:
+        if row in self._cache:
+            self._cache.move_to_end(row)
+            return self._cache[row]
+        arr = _decode_png(self._sub[row]["image"]["bytes"])
+        if arr.nbytes <= self._cache_budget:
+            self._cache[row] = arr
+            self._cache_bytes += arr.nbytes
+            while self._cache_bytes > self._cache_budget:
+                self._cache_bytes -= self._cache.popitem(last=False)[1].nbytes
+        return arr
+
+    def subimages(self, c: int) -> list[np.ndarray]:
+        """All sub-images of class ``c`` (HWC uint8), reading only that class's rows."""
+        start = self._offsets[self._check(c)]
+        return [self._decode_row(r) for r in range(start, start + self._counts[c])]
+
+    def all_subimages(self) -> Sequence[np.ndarray]:
+        return _LazyImages(self)
+
+    def labels(self) -> list[int]:
+        """Class index of every sub-image, in ``all_subimages()`` order."""
+        return [c for c, n in enumerate(self._counts) for _ in range(n)]
+
+    def source_image(self, c: int) -> np.ndarray:
+        """The whole photo class ``c`` was cut from (HWC uint8)."""
+        return _decode_png(self._src[self._check(c)]["image"]["bytes"])
+
+    def sample_patches(self, c: int, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` random ``size`` x ``size`` crops of random sub-images of class ``c``.
+
+        Only ``generator`` is drawn from, so a class's patches depend on its own generator
+        state alone. Returns (n, 3, size, size) float32 in [0, 1].
+        """
+        count = self.count(c)
+        first = self._decode_row(self._offsets[c])
+        h, w = first.shape[:2]
+        if size > min(h, w):
+            raise ValueError(f"patch size {size} is larger than the {h}x{w} sub-images of class {c} "
+                             f"({self.class_names[c]}); lower the patch size or raise data.crop_size")
+        picks = torch.randint(count, (n,), generator=generator).tolist()
+        tops = torch.randint(h - size + 1, (n,), generator=generator).tolist()
+        lefts = torch.randint(w - size + 1, (n,), generator=generator).tolist()
+        out = np.empty((n, size, size, 3), dtype=np.uint8)
+        for i, (k, t, l) in enumerate(zip(picks, tops, lefts)):
+            out[i] = self._decode_row(self._offsets[c] + k)[t:t + size, l:l + size]
+        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def __repr__(self) -> str:
+        return f"SubImageStore({self.path}, classes={self.num_classes}, subimages={len(self)})"
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
