@@ -253,7 +253,7 @@ def compare_results(recorded: dict | None, remeasured: dict | None, tol: Toleran
 
 
 def _check_train_set(train_set: str | None) -> None:
-    from hf_srdistill.hub.cards import HUB_ID
+    from hf_srdistill.hub.card_text import HUB_ID
 
     if train_set and not Path(train_set).exists() and not HUB_ID.match(train_set):
         raise FileNotFoundError(f"the recorded train_set {train_set!r} is not on this machine; pass "
