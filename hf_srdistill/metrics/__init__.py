@@ -6,9 +6,10 @@
 
 from pathlib import Path
 
+from hf_srdistill.metrics.batch import psnr_batch
 from hf_srdistill.metrics.lpips import LPIPSMetric
 from hf_srdistill.metrics.psnr_ssim import psnr, rgb2y, ssim
 
 SR_METRICS_PATH = str(Path(__file__).resolve().parent / "sr_metrics")
 
-__all__ = ["psnr", "ssim", "rgb2y", "LPIPSMetric", "SR_METRICS_PATH"]
+__all__ = ["psnr", "ssim", "rgb2y", "psnr_batch", "LPIPSMetric", "SR_METRICS_PATH"]
