@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["imresize", "imresize_uint8", "resize_weights", "output_size"]
+__all__ = ["imresize", "imresize_uint8", "bicubic_downscale", "resize_weights", "output_size"]
 
 _KERNEL_WIDTH = 4.0  # bicubic support is [-2, 2]
 
@@ -92,6 +92,20 @@ def imresize(x: torch.Tensor, scale: float) -> torch.Tensor:
     wh = _weights(h, oh, scale, x.dtype, x.device)
     ww = _weights(w, ow, scale, x.dtype, x.device)
     return torch.matmul(torch.matmul(wh, x), ww.transpose(0, 1))
+
+
+def bicubic_downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """The SR degradation: LR = MATLAB-bicubic ``hr`` shrunk by the integer ``scale``.
+
+    Both sides must divide by ``scale`` (``mod_crop`` first); otherwise ``ceil`` would make an
+    LR whose pixels no longer line up with ``scale`` x ``scale`` HR blocks.
+    """
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"SR scale must be a positive integer, got {scale}")
+    h, w = hr.shape[-2:]
+    if h % scale or w % scale:
+        raise ValueError(f"HR size {h}x{w} does not divide by scale {int(scale)}; mod_crop it first")
+    return imresize(hr, 1.0 / int(scale))
 
 
 def imresize_uint8(img: np.ndarray, scale: float) -> np.ndarray:

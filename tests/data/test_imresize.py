@@ -123,3 +123,16 @@ def test_uint8_rounds_like_matlab(astronaut):
     np.testing.assert_array_equal(out, np.floor(np.clip(ref, 0, 255) + 0.5).astype(np.uint8))
     grey = imresize_uint8(crop[..., 0], 1 / 2)
     assert grey.shape == (20, 19)
+
+
+def test_bicubic_downscale():
+    from hf_srdistill.data.imresize import bicubic_downscale
+
+    hr = torch.rand(2, 3, 12, 18, dtype=torch.float64)
+    lr = bicubic_downscale(hr, 3)
+    assert lr.shape == (2, 3, 4, 6)
+    assert np.abs(lr[1].numpy() - reference_imresize(hr[1].numpy(), 1 / 3)).max() < 1e-12
+    with pytest.raises(ValueError, match="13x18 does not divide by scale 3"):
+        bicubic_downscale(torch.rand(3, 13, 18), 3)
+    with pytest.raises(ValueError, match="integer"):
+        bicubic_downscale(hr, 2.5)
