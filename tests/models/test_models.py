@@ -180,3 +180,29 @@ def test_load_model_from_hub_id(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("huggingface_hub.hub_mixin.hf_hub_download", no_weights)
     with pytest.raises(ModelNotFoundError, match="weights"):
         load_model("someone/edsr-tiny")
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def conv(cin: int, cout: int, k: int) -> int:
+    return cin * cout * k * k + cout
+
+
+def test_published_sizes_by_hand_count() -> None:
+    """Parameter counts of the default sizes, counted by hand from the papers' layer lists
+    (EDSR: 1.37M baseline x2, 1.5M x4, 43M large x4, matching the paper's table)."""
+    assert n_params(SRCNN()) == conv(3, 64, 9) + conv(64, 32, 5) + conv(32, 3, 5)  # 69,251
+    assert n_params(VDSR()) == conv(3, 64, 3) + 18 * conv(64, 64, 3) + conv(64, 3, 3)  # 668,227
+
+    def edsr(f: int, blocks: int, ups: list[int]) -> int:
+        up = sum(conv(f, f * s * s, 3) for s in ups)
+        return conv(3, f, 3) + 2 * blocks * conv(f, f, 3) + conv(f, f, 3) + up + conv(f, 3, 3)
+
+    assert n_params(EDSR(scale=2)) == edsr(64, 16, [2]) == 1_369_859
+    assert n_params(EDSR(scale=3)) == edsr(64, 16, [3])
+    assert n_params(EDSR(scale=4)) == edsr(64, 16, [2, 2]) == 1_517_571
+    large = build_model(ModelConfig(name="edsr", scale=4, num_features=256, depth=32, res_scale=0.1))
+    assert n_params(large) == edsr(256, 32, [2, 2]) == 43_089_923
+    assert large.body[0].res_scale == 0.1
