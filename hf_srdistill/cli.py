@@ -23,6 +23,9 @@ CONFIG_COMMANDS = {
     "evaluate": (C.EvalJobConfig, "hf_srdistill.evaluate:evaluate", "evaluate an SR model on test sets"),
 }
 HUB_COMMANDS = ("push-dataset", "push-model", "reproduce")
+# commands with their own argument parsing: command -> "module:main(argv)"
+ARGV_COMMANDS = {**{name: "hf_srdistill.hub.cli:main" for name in HUB_COMMANDS},
+                 "reproduce-study": "hf_srdistill.study:main"}
 
 
 def _resolve(target: str):
@@ -43,16 +46,16 @@ def parse_config(command: str, argv: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = list(CONFIG_COMMANDS) + list(HUB_COMMANDS)
+    commands = list(CONFIG_COMMANDS) + list(ARGV_COMMANDS)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        lines = [f"  {name:<13} {CONFIG_COMMANDS[name][2]}" for name in CONFIG_COMMANDS]
-        lines += [f"  {name:<13} see `hf-srdistill {name} --help`" for name in HUB_COMMANDS]
+        lines = [f"  {name:<15} {CONFIG_COMMANDS[name][2]}" for name in CONFIG_COMMANDS]
+        lines += [f"  {name:<15} see `hf-srdistill {name} --help`" for name in ARGV_COMMANDS]
         print("usage: hf-srdistill <command> [--config FILE] [--section.key=value ...]\n\ncommands:\n"
               + "\n".join(lines))
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     command, rest = argv[0], argv[1:]
-    if command in HUB_COMMANDS:
-        return _resolve("hf_srdistill.hub.cli:main")([command, *rest])
+    if command in ARGV_COMMANDS:
+        return _resolve(ARGV_COMMANDS[command])([command, *rest])
     try:
         cfg = parse_config(command, rest)
     except (ConfigError, ValueError) as err:
