@@ -26,8 +26,8 @@ from hf_srdistill.data.errors import DataNotFoundError
 from hf_srdistill.data.images import CorruptImageError, load_image, pil_to_array, to_rgb_uint8
 from hf_srdistill.data.mini import MINI_SPLITS, load_mini, mini_data_dir
 
-__all__ = ["DataNotFoundError", "SourceReport", "DIV2K_URLS", "IMAGE_SUFFIXES",
-           "iter_source_images", "list_image_files", "source_fingerprint"]
+__all__ = ["DataNotFoundError", "SourceReport", "DIV2K_URLS", "IMAGE_SUFFIXES", "iter_source_images",
+           "list_image_files", "folder_items", "archive_items", "decode_items", "source_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ def list_image_files(root: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
-def _folder_items(root: Path, how: str) -> Iterator[tuple[str, Any]]:
+def folder_items(root: Path, how: str) -> Iterator[tuple[str, Any]]:
+    """(relative path without suffix, file path) for every image under ``root``."""
     if not root.is_dir():
         raise DataNotFoundError(f"no image folder at {root}; {how}")
     files = list_image_files(root)
@@ -164,15 +165,24 @@ def _div2k_items(cfg: DataConfig) -> Iterator[tuple[str | None, Any]]:
         path = Path(cfg.path).expanduser()
         if path.is_dir():
             inner = path / Path(url).stem
-            yield from _folder_items(inner if inner.is_dir() else path, how)
+            yield from folder_items(inner if inner.is_dir() else path, how)
             return
         if not path.is_file():
             raise DataNotFoundError(f"no DIV2K zip or folder at {path}; {how}")
-        source, where = str(path), f"DIV2K archive {path}"
-    else:
-        source, where = url, f"DIV2K archive {url}"
-    ds = _load_dataset(where, how, path="imagefolder", data_files={split: source}, split=split,
-                       streaming=True)  # streamed: the 3.5 GB archive is never held in memory
+        yield from archive_items(str(path), how)
+    else:  # streamed: the 3.5 GB archive is never held in memory or on disk
+        yield from archive_items(url, how)
+
+
+def archive_items(archive: str, how: str, streaming: bool = True) -> Iterator[tuple[str | None, Any]]:
+    """(file stem, undecoded image) for every image in a zip/tar archive, local or at a URL.
+
+    Goes through ``datasets``' ``imagefolder`` builder, which lists archive members in
+    sorted order and, when streaming, reads them straight from the (remote) archive.
+    """
+    where = f"archive {archive}"
+    ds = _load_dataset(where, how, path="imagefolder", data_files={"train": archive}, split="train",
+                       streaming=streaming)
     yield from _dataset_items(ds, "image", where, how)
 
 
@@ -182,7 +192,7 @@ def _raw_items(cfg: DataConfig) -> Iterator[tuple[str | None, Any]]:
         for name, img in load_mini(split):
             yield name, img
     elif cfg.source == "folder":
-        yield from _folder_items(Path(cfg.path).expanduser(), "set data.path to a folder of PNG/JPEG files")
+        yield from folder_items(Path(cfg.path).expanduser(), "set data.path to a folder of PNG/JPEG files")
     elif cfg.source == "hub":
         yield from _hub_items(cfg)
     elif cfg.source == "div2k":
@@ -194,9 +204,16 @@ def _raw_items(cfg: DataConfig) -> Iterator[tuple[str | None, Any]]:
 def iter_source_images(cfg: DataConfig, report: SourceReport | None = None
                        ) -> Iterator[tuple[str, np.ndarray]]:
     """``(name, HWC uint8 RGB)`` for each readable photo of the source, at most ``max_images``."""
+    yield from decode_items(_raw_items(cfg), report, cfg.max_images, f"data source {cfg.source}")
+
+
+def decode_items(items: Iterable[tuple[str | None, Any]], report: SourceReport | None = None,
+                 max_images: int | None = None, label: str = "images", skip_bad: bool = True
+                 ) -> Iterator[tuple[str, np.ndarray]]:
+    """Name and decode raw items; bad images are logged and counted (or raised if not ``skip_bad``)."""
     report = report if report is not None else SourceReport()
     used: set[str] = set()
-    for index, (stem, value) in enumerate(_raw_items(cfg)):
+    for index, (stem, value) in enumerate(items):
         name = stem or f"{index:06d}"
         while name in used:
             name = f"{name}-{index}"
@@ -205,15 +222,17 @@ def iter_source_images(cfg: DataConfig, report: SourceReport | None = None
             img = value if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 3 \
                 else _decode_value(value, name)
         except (CorruptImageError, ValueError) as err:
+            if not skip_bad:
+                raise
             log.warning("skipping %s: %s", name, err)
             report.skipped.append((name, str(err)))
             continue
         report.loaded += 1
         yield name, img
-        if cfg.max_images is not None and report.loaded >= cfg.max_images:
+        if max_images is not None and report.loaded >= max_images:
             break
-    log.info("data source %s: %d images loaded, %d skipped%s", cfg.source, report.loaded,
-             len(report.skipped), f" ({', '.join(n for n, _ in report.skipped[:10])})" if report.skipped else "")
+    skipped = f" ({', '.join(n for n, _ in report.skipped[:10])})" if report.skipped else ""
+    log.info("%s: %d images loaded, %d skipped%s", label, report.loaded, len(report.skipped), skipped)
 
 
 def _listing_digest(root: Path) -> list:
