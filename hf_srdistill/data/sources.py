@@ -5,8 +5,8 @@ the class names of the distilled set, so they are stable (file stems where a fil
 known, otherwise the example index) and unique (a clash gets ``-<index>`` appended).
 A file that cannot be decoded is logged and skipped; the count is logged at the end and
 left in ``report`` when one is passed. Absent data raises ``DataNotFoundError`` saying
-where it looked and how to supply the data; nothing here downloads silently in the
-background beyond what ``datasets`` streams.
+where it looked and how to supply the data. Remote data (Hub datasets, the DIV2K zips) is
+streamed by ``datasets`` by default, so neither memory nor disk grows with the source.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def _div2k_items(cfg: DataConfig) -> Iterator[tuple[str | None, Any]]:
 
 
 def archive_items(archive: str, how: str, streaming: bool = True) -> Iterator[tuple[str | None, Any]]:
-    """(file stem, undecoded image) for every image in a zip/tar archive, local or at a URL.
+    """(file stem, undecoded image) for every image in a zip archive, local or at a URL.
 
     Goes through ``datasets``' ``imagefolder`` builder, which lists archive members in
     sorted order and, when streaming, reads them straight from the (remote) archive.
@@ -188,9 +188,7 @@ def archive_items(archive: str, how: str, streaming: bool = True) -> Iterator[tu
 
 def _raw_items(cfg: DataConfig) -> Iterator[tuple[str | None, Any]]:
     if cfg.source == "mini":
-        split = cfg.split if cfg.split in MINI_SPLITS else "train"
-        for name, img in load_mini(split):
-            yield name, img
+        yield from load_mini(cfg.split)
     elif cfg.source == "folder":
         yield from folder_items(Path(cfg.path).expanduser(), "set data.path to a folder of PNG/JPEG files")
     elif cfg.source == "hub":
@@ -263,5 +261,5 @@ def source_fingerprint(cfg: DataConfig) -> str:
     elif cfg.source == "hub":
         key["hub"] = [cfg.hub_id, cfg.revision or "unpinned"]
     else:
-        key["url"] = DIV2K_URLS[_DIV2K_SPLITS.get(cfg.split, cfg.split)] if cfg.split in _DIV2K_SPLITS else None
+        key["url"] = DIV2K_URLS.get(_DIV2K_SPLITS.get(cfg.split, ""))
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -119,7 +119,8 @@ def _div2k_zip(path, crops):
 def test_div2k_local_zip_streams_through_imagefolder(tmp_path, crops):
     _div2k_zip(tmp_path / "DIV2K_train_HR.zip", crops)
     report = SourceReport()
-    out = dict(iter_source_images(DataConfig(source="div2k", path=str(tmp_path / "DIV2K_train_HR.zip")), report))
+    cfg = DataConfig(source="div2k", path=str(tmp_path / "DIV2K_train_HR.zip"))
+    out = dict(iter_source_images(cfg, report))
     assert list(out) == ["0001", "0002"] and [n for n, _ in report.skipped] == ["0003"]
     np.testing.assert_array_equal(out["0001"], crops["a"])
 
@@ -148,5 +149,6 @@ def test_fingerprint_tracks_files_and_config(tmp_path, crops):
     Image.fromarray(crops["b"]).save(tmp_path / "b.png")
     assert source_fingerprint(cfg) != fp
     hub = DataConfig(source="hub", hub_id="x/y")
-    assert source_fingerprint(hub) != source_fingerprint(DataConfig(source="hub", hub_id="x/y", revision="abc"))
+    pinned = DataConfig(source="hub", hub_id="x/y", revision="abc")
+    assert source_fingerprint(hub) != source_fingerprint(pinned)
     assert source_fingerprint(DataConfig()) != source_fingerprint(DataConfig(max_images=3))
