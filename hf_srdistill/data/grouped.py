@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from hf_srdistill.config import DataConfig
 from hf_srdistill.data.sources import SourceReport, iter_source_images, source_fingerprint
@@ -41,7 +42,8 @@ __all__ = ["SubImageStore"]
 log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
-_WRITE_ROWS = 32  # rows buffered before a write; bounds memory to ~32 PNGs
+# rows buffered before a write: bounds memory to a few MB of PNGs per table
+_SUB_ROWS, _SRC_ROWS = 32, 4
 
 
 def _features():
@@ -64,13 +66,13 @@ def _png(arr: np.ndarray) -> dict:
 class _ArrowTable:
     """Append rows to an Arrow IPC stream in small batches (the format ``Dataset.from_file`` reads)."""
 
-    def __init__(self, path: Path, features) -> None:
-        self.features, self.rows = features, []
+    def __init__(self, path: Path, features, rows_per_batch: int) -> None:
+        self.features, self.rows, self.rows_per_batch = features, [], rows_per_batch
         self.writer = pa.ipc.new_stream(str(path), features.arrow_schema)
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
-        if len(self.rows) >= _WRITE_ROWS:
+        if len(self.rows) >= self.rows_per_batch:
             self.flush()
 
     def flush(self) -> None:
@@ -91,11 +93,13 @@ def _store_fingerprint(cfg: DataConfig) -> str:
 
 def _write_cache(cfg: DataConfig, out: Path, fingerprint: str) -> None:
     sub_features, src_features = _features()
-    subs = _ArrowTable(out / "subimages.arrow", sub_features)
-    srcs = _ArrowTable(out / "sources.arrow", src_features)
+    subs = _ArrowTable(out / "subimages.arrow", sub_features, _SUB_ROWS)
+    srcs = _ArrowTable(out / "sources.arrow", src_features, _SRC_ROWS)
     report, names, counts = SourceReport(), [], []
+    photos = tqdm(iter_source_images(cfg, report), desc="sub-images", unit="photo", total=cfg.max_images,
+                  disable=None)
     try:
-        for name, img in iter_source_images(cfg, report):
+        for name, img in photos:
             h, w = img.shape[:2]
             if min(h, w) < cfg.crop_size:
                 reason = f"image of size {h}x{w} is smaller than data.crop_size={cfg.crop_size}"
@@ -110,7 +114,9 @@ def _write_cache(cfg: DataConfig, out: Path, fingerprint: str) -> None:
             srcs.add({"name": name, "image": _png(img), "height": h, "width": w})
             names.append(name)
             counts.append(len(crops))
+            photos.set_postfix(subimages=sum(counts), skipped=len(report.skipped))
     finally:
+        photos.close()
         subs.close()
         srcs.close()
     if not names:

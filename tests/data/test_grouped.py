@@ -99,6 +99,8 @@ def test_writes_in_small_batches(folder, tmp_path):
     with pa.ipc.open_stream(str(store.path / "subimages.arrow")) as reader:
         sizes = [b.num_rows for b in reader]
     assert sum(sizes) == len(store) and max(sizes) <= 32 and len(sizes) > 1
+    with pa.ipc.open_stream(str(store.path / "sources.arrow")) as reader:
+        assert max(b.num_rows for b in reader) <= 4
 
 
 def _found_in(patch: np.ndarray, subs: list[np.ndarray]) -> bool:
