@@ -167,6 +167,8 @@ class SubImageStore:
         raw = datasets.Image(decode=False)  # decode with Pillow directly: fewer copies
         self._sub = datasets.Dataset.from_file(str(self.path / "subimages.arrow")).cast_column("image", raw)
         self._src = datasets.Dataset.from_file(str(self.path / "sources.arrow")).cast_column("image", raw)
+        table = self._src.data  # the int columns are read straight from Arrow, no image decoding
+        self._source_sizes = list(zip(table.column("height").to_pylist(), table.column("width").to_pylist()))
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_budget, self._cache_bytes = int(decoded_cache_mb * 2**20), 0
 
@@ -240,6 +242,10 @@ class SubImageStore:
     def source_image(self, c: int) -> np.ndarray:
         """The whole photo class ``c`` was cut from (HWC uint8)."""
         return _decode_png(self._src[self._check(c)]["image"]["bytes"])
+
+    def source_size(self, c: int) -> tuple[int, int]:
+        """(height, width) of the photo of class ``c``, without decoding it."""
+        return self._source_sizes[self._check(c)]
 
     def sample_patches(self, c: int, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` random ``size`` x ``size`` crops of random sub-images of class ``c``.

@@ -50,6 +50,7 @@ def test_classes_offsets_and_contents(folder, tmp_path, photos):
         for g, e in zip(got, expected):
             np.testing.assert_array_equal(g, e)
         np.testing.assert_array_equal(store.source_image(c), img)
+        assert store.source_size(c) == img.shape[:2]
     assert len(store) == sum(store.count(c) for c in range(3))
     assert [n for n, _ in store.skipped] == ["d_tiny", "e_broken"]
     assert "smaller than data.crop_size=48" in dict(store.skipped)["d_tiny"]
