@@ -136,3 +136,14 @@ def test_bicubic_downscale():
         bicubic_downscale(torch.rand(3, 13, 18), 3)
     with pytest.raises(ValueError, match="integer"):
         bicubic_downscale(hr, 2.5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    x = torch.rand(2, 3, 33, 47, dtype=torch.float64)
+    for scale in (1 / 2, 1 / 3, 1 / 4, 2.0):
+        cpu = imresize(x, scale)
+        gpu = imresize(x.cuda(), scale)
+        assert gpu.device.type == "cuda"
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-12)
