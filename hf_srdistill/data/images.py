@@ -49,6 +49,8 @@ def _to_uint8_values(arr: np.ndarray, name: str) -> np.ndarray:
 
 def to_rgb_uint8(arr: np.ndarray | Image.Image, name: str = "image") -> np.ndarray:
     """Any supported image array (or PIL image) -> contiguous HWC uint8 RGB."""
+    if isinstance(arr, Image.Image):  # palette / CMYK / 16-bit modes need their own conversion
+        arr = pil_to_array(arr, name)
     arr = np.asarray(arr)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -58,8 +60,12 @@ def to_rgb_uint8(arr: np.ndarray | Image.Image, name: str = "image") -> np.ndarr
         raise ValueError(f"{name}: empty image of shape {arr.shape}")
     if arr.shape[2] in (2, 4):
         alpha = arr[:, :, -1]
-        opaque = alpha.max() if alpha.dtype == np.bool_ or np.issubdtype(alpha.dtype, np.floating) \
-            else np.iinfo(alpha.dtype).max
+        if alpha.dtype == np.bool_ or np.issubdtype(alpha.dtype, np.floating):
+            opaque = 1
+        elif np.issubdtype(alpha.dtype, np.integer):
+            opaque = np.iinfo(alpha.dtype).max
+        else:
+            raise ValueError(f"{name}: unsupported image dtype {alpha.dtype}")
         transparent = float(np.mean(alpha != opaque))
         if transparent > 0:
             log.warning("%s: dropping an alpha channel that is not fully opaque (%.1f%% of pixels); "

@@ -40,6 +40,15 @@ def test_rgba_transparent_warns_and_keeps_colours(astronaut, caplog):
     assert "sticker" in caplog.text and "25.0%" in caplog.text
 
 
+def test_pil_palette_and_float_alpha(astronaut, caplog):
+    pal = Image.fromarray(astronaut[:16, :16]).convert("P")
+    np.testing.assert_array_equal(to_rgb_uint8(pal), np.asarray(pal.convert("RGB")))
+    half = np.dstack([np.zeros((4, 4, 3)), np.full((4, 4), 0.5)])
+    with caplog.at_level(logging.WARNING):
+        to_rgb_uint8(half, "half-transparent")
+    assert "100.0%" in caplog.text
+
+
 def test_grey_alpha(camera):
     ga = np.dstack([camera[:8, :8], np.full((8, 8), 255, np.uint8)])
     np.testing.assert_array_equal(to_rgb_uint8(ga)[..., 1], camera[:8, :8])
