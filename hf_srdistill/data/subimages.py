@@ -46,7 +46,13 @@ def extract_subimages(img: np.ndarray | Image.Image, crop_size: int = 480, step:
     """Crops of an HWC (or HW) array or PIL image, row-major, each a contiguous copy.
 
     Copies rather than views, so holding a few crops does not pin the whole photo in memory.
+    A PIL image is first converted to HWC uint8 RGB (``to_rgb_uint8``), so palette images
+    are cropped as colours, not as palette indices.
     """
+    if isinstance(img, Image.Image):
+        from hf_srdistill.data.images import to_rgb_uint8
+
+        img = to_rgb_uint8(img)
     arr = np.asarray(img)
     if arr.ndim not in (2, 3):
         raise ValueError(f"extract_subimages expects an HW or HWC image, got shape {arr.shape}")

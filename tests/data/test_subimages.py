@@ -61,8 +61,10 @@ def test_crops_equal_slices(astronaut):
 
 def test_pil_and_grey_input(camera):
     crops = extract_subimages(Image.fromarray(camera[:100, :100]), crop_size=50, step=50)
-    assert len(crops) == 4 and crops[3].shape == (50, 50)
-    np.testing.assert_array_equal(crops[3], camera[50:100, 50:100])
+    assert len(crops) == 4 and crops[3].shape == (50, 50, 3)  # PIL input comes back as RGB
+    np.testing.assert_array_equal(crops[3][..., 1], camera[50:100, 50:100])
+    grey = extract_subimages(camera[:100, :100], crop_size=50, step=50)
+    assert grey[3].shape == (50, 50)  # arrays are cropped as they are
 
 
 def test_image_smaller_than_crop():
