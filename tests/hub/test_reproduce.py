@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import httpx2
 import numpy as np
 import pytest
 import torch
@@ -179,3 +180,26 @@ def test_reproduce_cli_errors(tmp_path, capsys):
     assert main(["reproduce", str(folder), "stray"]) == 2
     write_json(folder / "provenance.json", {**read_provenance(folder), "config_class": "Other"})
     assert main(["reproduce", str(folder)]) == 2
+
+
+def test_resolve_artifact_from_hub_tries_dataset_then_model(tmp_path, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    folder, _ = make_model_folder(tmp_path / "snap")
+    tried = []
+
+    def fake_snapshot(repo_id, repo_type=None, **kwargs):
+        tried.append((repo_id, repo_type))
+        if repo_type == "dataset":
+            request = httpx2.Request("GET", f"https://huggingface.co/api/datasets/{repo_id}")
+            raise RepositoryNotFoundError("404", response=httpx2.Response(404, request=request))
+        return str(folder)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    assert R.resolve_artifact("someone/srcnn-x2") == folder
+    assert tried == [("someone/srcnn-x2", "dataset"), ("someone/srcnn-x2", "model")]
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda *a, **k: (_ for _ in ()).throw(ConnectionError("offline")))
+    with pytest.raises(FileNotFoundError, match="dataset: ConnectionError: offline; model: ConnectionError"):
+        R.resolve_artifact("someone/gone")
