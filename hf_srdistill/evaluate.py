@@ -8,6 +8,7 @@ Y channel with crop_border = scale, LPIPS (AlexNet) on RGB when its weights are 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -106,7 +107,9 @@ def comparison_grid(upscalers: dict[str, Upscaler], hr: np.ndarray, scale: int, 
 def evaluate(cfg: EvalJobConfig) -> dict:
     """Evaluate one saved model (folder or Hub id); writes table.md, results.json, grid.png."""
     from hf_srdistill.models import load_model
+    from hf_srdistill.provenance import collect_provenance, write_provenance
 
+    t0 = time.time()
     model = load_model(cfg.model_path)
     scale = int(model.scale)
     up = {Path(cfg.model_path).name or cfg.model_path: model_upscaler(model)}
@@ -116,8 +119,16 @@ def evaluate(cfg: EvalJobConfig) -> dict:
     if ec.grid:
         hr = load_test_set(ec.test_sets[0], root=ec.test_root)[0][1]
         save_png(comparison_grid(up, hr, scale), Path(ec.output_dir) / "grid.png")
-    if Path(cfg.model_path).is_dir():  # the model card reads this
+    write_provenance(Path(ec.output_dir), collect_provenance(cfg, wall_time_s=time.time() - t0))
+    if Path(cfg.model_path).is_dir():  # the model card is refreshed from these numbers
+        from hf_srdistill.hub.cards import write_model_card
+        from hf_srdistill.hub.folders import FolderError
+
         write_json(Path(cfg.model_path) / "eval_results.json", {"scale": scale, "results": results[next(iter(up))]})
+        try:
+            write_model_card(cfg.model_path)
+        except FolderError as err:  # e.g. a bare save_pretrained folder with no provenance
+            logger.warning("model card not written: %s", err)
     return results
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from pathlib import Path
 
 from hf_srdistill.config import DistillJobConfig, MainJobConfig, TrainJobConfig
@@ -51,6 +52,9 @@ def run_main(cfg: MainJobConfig) -> dict:
     from hf_srdistill.models import load_model
     from hf_srdistill.train import train_sr
 
+    from hf_srdistill.provenance import collect_provenance, write_provenance
+
+    t0 = time.time()
     out = Path(cfg.output_dir)
     sets = build_training_sets(cfg)
     upscalers = {}
@@ -65,4 +69,5 @@ def run_main(cfg: MainJobConfig) -> dict:
         hr = load_test_set(cfg.eval.test_sets[0], root=cfg.eval.test_root)[0][1]
         save_png(comparison_grid(upscalers, hr, cfg.model.scale), out / "grid.png")
     write_json(out / "sets.json", sets)
+    write_provenance(out, collect_provenance(cfg, wall_time_s=time.time() - t0))
     return results

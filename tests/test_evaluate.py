@@ -55,3 +55,25 @@ def test_oracle_beats_bicubic_and_table_lists_every_method(tmp_path, photos):
 def test_unknown_test_set_is_a_clear_error():
     with pytest.raises(Exception, match="set7|unknown|Unknown"):
         evaluate_many({}, ["set7"], 2, use_lpips=False)
+
+
+def test_evaluate_command_writes_table_provenance_and_model_card(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from hf_srdistill.config import EvalConfig, EvalJobConfig, ModelConfig
+    from hf_srdistill.evaluate import evaluate
+    from hf_srdistill.models import build_model
+    from hf_srdistill.provenance import collect_provenance, write_provenance
+
+    model_dir = tmp_path / "model"
+    build_model(ModelConfig(name="srcnn", num_features=4)).save_pretrained(model_dir)
+    write_provenance(model_dir, collect_provenance(ModelConfig(name="srcnn", num_features=4)))
+    cfg = EvalJobConfig(model_path=str(model_dir), eval=EvalConfig(output_dir=str(tmp_path / "eval"), lpips=False))
+    results = evaluate(cfg)
+    assert list(results) == ["bicubic", "model"]
+    for name in ("table.md", "results.json", "grid.png", "provenance.json"):
+        assert (tmp_path / "eval" / name).is_file(), name
+    saved = json.loads((model_dir / "eval_results.json").read_text())
+    assert saved["results"]["mini"]["psnr"] == pytest.approx(results["model"]["mini"]["psnr"])
+    card = ModelCard.load(model_dir / "README.md")
+    assert card.data.eval_results, "model card should list the measured results"
