@@ -9,6 +9,7 @@ codes (and, if configured, the generator weights).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ from torch import Tensor
 from hf_srdistill.config import LatentConfig
 from hf_srdistill.latent.base import LatentBackend, backward_through_decoder, decode_all
 from hf_srdistill.latent.state import save_latents
+
+
+def _copy(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
 
 
 class LatentSynthetic:
@@ -65,13 +70,17 @@ class LatentSynthetic:
         self._images = None
 
     def state_dict(self) -> dict[str, Any]:
-        """For engine checkpoints: codes, optimiser state and (if changed) decoder weights."""
+        """For engine checkpoints: codes, optimiser state and (if changed) decoder weights.
+
+        A snapshot (copies), so later steps do not alter a checkpoint that is still being written.
+        """
         b = self.backend
-        state = {"latents": {k: v.detach().cpu() for k, v in b.latents.items()}, "labels": list(b.labels),
-                 "optimizer": self.optimizer.state_dict(), "modified_generator": list(b.modified_generator),
-                 "init_report": dict(b.init_report), "initial_images": self.initial_images}
+        state = {"latents": _copy(b.latents), "labels": list(b.labels),
+                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                 "modified_generator": list(b.modified_generator), "init_report": dict(b.init_report),
+                 "initial_images": self.initial_images.clone()}
         if b.modified_generator or b.cfg.train_generator:
-            state["generator"] = {k: v.detach().cpu() for k, v in b.decoder_module().state_dict().items()}
+            state["generator"] = _copy(b.decoder_module().state_dict())
         return state
 
     @classmethod

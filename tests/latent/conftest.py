@@ -36,15 +36,15 @@ def write_tiny_pickle(path: Path, **kwargs) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_pickle(tmp_path_factory) -> Path:
-    return write_tiny_pickle(tmp_path_factory.mktemp("stylegan") / "network.pkl", img_resolution=16)
+    return write_tiny_pickle(tmp_path_factory.mktemp("stylegan") / "network.pkl", img_resolution=16, channels=8)
 
 
 @pytest.fixture(scope="session")
 def stylegan_cfg(tiny_pickle) -> LatentConfig:
     """Reduced inversion/tuning counts: enough to move the error, quick on 2 cores."""
     return LatentConfig(backend="stylegan_xl", generator=str(tiny_pickle), source_dir=str(SUPPORT),
-                        chunk_size=3, invert_steps=40, invert_lr=0.05, w_avg_samples=256,
-                        tune_steps=40, tune_lr=2e-3, lpips_weight=0.0)
+                        chunk_size=3, invert_steps=20, invert_lr=0.1, w_avg_samples=256,
+                        tune_steps=20, tune_lr=1e-2, lpips_weight=0.0)
 
 
 @pytest.fixture(scope="session")

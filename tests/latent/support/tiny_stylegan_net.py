@@ -13,7 +13,6 @@ Run as a script to write a pickle: ``python tests/latent/support/tiny_stylegan_n
 
 from __future__ import annotations
 
-import math
 import pickle
 import sys
 
@@ -50,19 +49,24 @@ class SynthesisInput(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
-    """Style-modulated 3x3 conv (1x1 for ToRGB), optional 2x upsampling first."""
+    """3x3 conv (optional 2x upsampling first), instance norm, per-channel style scale/bias
+    from w (StyleGAN1's AdaIN: keeps activations at unit scale so w visibly changes the image).
+    The ToRGB layer is a 1x1 conv of the style-scaled input."""
 
     def __init__(self, w_dim: int, in_ch: int, out_ch: int, up: bool, is_torgb: bool = False) -> None:
         super().__init__()
         self.up, self.is_torgb = up, is_torgb
-        self.affine = nn.Linear(w_dim, in_ch)
+        self.affine = nn.Linear(w_dim, in_ch if is_torgb else 2 * out_ch)
         self.conv = nn.Conv2d(in_ch, out_ch, 1 if is_torgb else 3, padding=0 if is_torgb else 1)
 
     def forward(self, x, w, **layer_kwargs):
         if self.up:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        x = self.conv(x * (1 + self.affine(w))[:, :, None, None] / math.sqrt(x.shape[1]))
-        return x if self.is_torgb else F.leaky_relu(x, 0.2)
+        style = self.affine(w)[:, :, None, None]
+        if self.is_torgb:
+            return self.conv(x * (1 + style))
+        scale, bias = style.chunk(2, dim=1)
+        return F.leaky_relu(F.instance_norm(self.conv(x)) * (1 + scale) + bias, 0.2)
 
 
 class SynthesisNetwork(nn.Module):
