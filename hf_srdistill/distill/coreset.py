@@ -1,0 +1,133 @@
+"""Pruning-coreset baseline: keep the real crops an SRCNN finds hardest, at the distilled budget.
+
+Loss-ranked data pruning for SR keeps the training samples on which a reference SR model
+does worst, on the grounds that flat, easy regions teach little. Here every class (source
+photo) is cut into ``image_size`` crops on a grid, each crop is scored by the reference
+model's SR loss (MSE of model(LR) against the crop, LR = MATLAB-bicubic downscale, the
+same loss the distillation matches), and the ``ipc`` highest-loss crops of each class are
+kept — after optionally dropping the top ``outlier_pct`` percent, since the very highest
+losses tend to be noise or compression artefacts rather than learnable detail.
+
+The grid step defaults to ``image_size`` (non-overlapping crops), so the ``ipc`` picks of a
+class never share pixels: with overlap the top picks are often shifted copies of one hard
+region, which wastes the budget. With ``step = data.step`` and ``image_size =
+data.crop_size`` the candidates are exactly the BasicSR sub-images.
+
+The scorer is a pretrained model when one is given (``reference`` or
+``distill.reference_path``); otherwise an SRCNN of ``distill.reference``'s shape is trained
+briefly on the same data with the project's trainer, and the set's provenance says which.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hf_srdistill.config import DistillJobConfig, TrainConfig, TrainJobConfig
+from hf_srdistill.data import imresize
+from hf_srdistill.data.subimages import subimage_positions
+from hf_srdistill.distill.export import real_set_sizes, write_image_set
+
+log = logging.getLogger(__name__)
+
+SCORE_BATCH = 32  # crops per forward pass while scoring; bounds memory on DIV2K-sized photos
+
+
+def class_crops(photo: np.ndarray, size: int, step: int) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Grid positions (top, left) and the (n, size, size, 3) uint8 crops of one photo."""
+    tops, lefts = subimage_positions(photo.shape[0], photo.shape[1], size, step, 0)
+    positions = [(t, left) for t in tops for left in lefts]
+    return positions, np.stack([photo[t:t + size, left:left + size] for t, left in positions])
+
+
+@torch.no_grad()
+def crop_losses(model: torch.nn.Module, crops: np.ndarray, scale: int, device: torch.device | str = "cpu") -> np.ndarray:
+    """Per-crop MSE(model(bicubic_down(hr)), hr) for (n, S, S, 3) uint8 crops, as float64."""
+    model = model.to(device).eval()
+    out = []
+    for i in range(0, len(crops), SCORE_BATCH):
+        hr = torch.from_numpy(crops[i:i + SCORE_BATCH]).permute(0, 3, 1, 2).float().div_(255.0).to(device)
+        sr = model(imresize(hr, 1.0 / scale))
+        out.append(F.mse_loss(sr, hr, reduction="none").mean((1, 2, 3)).double().cpu())
+    return torch.cat(out).numpy()
+
+
+def select_hardest(losses: np.ndarray, k: int, outlier_pct: float = 0.0) -> list[int]:
+    """Indices of the ``k`` highest losses after dropping the top ``outlier_pct`` % (ties: grid order).
+
+    The number dropped is floor(pct/100 * n), capped so that ``k`` candidates remain.
+    """
+    n = len(losses)
+    if n < k:
+        raise ValueError(f"{n} candidate crops but ipc={k}: lower distill.image_size or the coreset step")
+    drop = min(int(math.floor(outlier_pct / 100.0 * n)), n - k)
+    order = np.argsort(-np.asarray(losses), kind="stable")
+    return [int(i) for i in order[drop:drop + k]]
+
+
+def _scorer(cfg: DistillJobConfig, reference: str | None, iterations: int, workdir: Path) -> tuple[torch.nn.Module, dict]:
+    """The pretrained model if given, else an SRCNN trained briefly on the data; and how it was made."""
+    from hf_srdistill.models import load_model
+    from hf_srdistill.train import train_sr
+
+    ref = reference or cfg.distill.reference_path
+    if ref:
+        print(f"coreset: scoring crops with the pretrained model {ref}")
+        return load_model(ref), {"kind": "pretrained", "path": str(ref)}
+    d = cfg.distill
+    print(f"coreset: no pretrained reference given; training a {d.reference.name} x{d.reference.scale} "
+          f"for {iterations} iterations on the data to score crops")
+    train = TrainConfig(iterations=iterations, batch_size=16, patch_size=min(96, d.image_size), lr=1e-3, loss="l2",
+                        seed=d.seed, output_dir=str(workdir / "scorer"), resume=False,
+                        checkpoint_every=max(iterations, 1))
+    folder = train_sr(TrainJobConfig(data=cfg.data, model=d.reference, train=train))
+    return load_model(folder), {"kind": "trained on the data", "iterations": iterations, "loss": "l2",
+                                "model": dataclasses.asdict(d.reference), "seed": d.seed}
+
+
+def make_coreset_set(cfg: DistillJobConfig, reference: str | None = None, *, outlier_pct: float = 0.0,
+                     step: int | None = None, scorer_iterations: int = 500, store=None,
+                     folder: str | Path | None = None, device: str | None = None) -> Path:
+    """Write the coreset of ``cfg``'s budget (ipc crops of image_size per class); returns the folder.
+
+    reference: a saved model (folder or Hub id) to score with; default distill.reference_path,
+    and when both are None an SRCNN is trained for ``scorer_iterations`` steps.
+    """
+    from hf_srdistill.data.grouped import SubImageStore
+    from hf_srdistill.provenance import describe_source
+
+    if not 0.0 <= outlier_pct < 100.0:
+        raise ValueError(f"outlier_pct must be in [0, 100), got {outlier_pct}")
+    t0 = time.time()
+    d = cfg.distill
+    size, step = d.image_size, step or d.image_size
+    store = store if store is not None else SubImageStore.build(cfg.data)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    with tempfile.TemporaryDirectory(prefix="coreset-scorer-") as work:
+        model, scorer = _scorer(cfg, reference, scorer_iterations, Path(work))
+    scale = int(model.scale)
+    images, labels, ipc_index, picks = [], [], [], []
+    for c in range(store.num_classes):
+        positions, crops = class_crops(store.source_image(c), size, step)
+        losses = crop_losses(model, crops, scale, device)
+        for j, i in enumerate(select_hardest(losses, d.ipc, outlier_pct)):
+            images.append(torch.from_numpy(crops[i]).permute(2, 0, 1).float() / 255.0)
+            labels.append(c)
+            ipc_index.append(j)
+            picks.append({"class": store.class_names[c], "top": positions[i][0], "left": positions[i][1],
+                          "loss": float(losses[i]), "rank": int(np.sum(losses > losses[i])), "candidates": len(crops)})
+    extra = {"kind": "coreset", "scorer": scorer, "scale": scale, "outlier_pct": outlier_pct, "step": step,
+             "selected": picks}
+    out = Path(folder if folder is not None else d.output_dir)
+    write_image_set(out, torch.stack(images), labels, store.class_names, ipc_index, cfg, extra=extra,
+                    real_sizes=real_set_sizes(store, cfg.data), source=describe_source(cfg.data, store.fingerprint),
+                    wall_time_s=time.time() - t0)
+    return out

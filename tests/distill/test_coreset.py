@@ -1,0 +1,89 @@
+"""The coreset keeps the highest-loss crops of each class and writes a loadable set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+
+from hf_srdistill.config import DataConfig, DistillConfig, DistillJobConfig, ModelConfig
+from hf_srdistill.data import imresize
+from hf_srdistill.distill.coreset import make_coreset_set, select_hardest
+from hf_srdistill.models import build_model
+
+SIZE = 32  # crop side; the photos below are multiples of it, so the grid is plain tiling
+
+
+@pytest.fixture()
+def job(tmp_path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    photos = {"a_astro": skimage.data.astronaut()[100:196, 150:278], "b_cat": skimage.data.chelsea()[60:124, 100:260]}
+    for name, img in photos.items():
+        Image.fromarray(np.ascontiguousarray(img)).save(src / f"{name}.png")
+    ref = ModelConfig(name="srcnn", scale=2, num_features=4)
+    cfg = DistillJobConfig(data=DataConfig(source="folder", path=str(src), crop_size=SIZE, step=16,
+                                           cache_dir=str(tmp_path / "cache")),
+                           distill=DistillConfig(ipc=2, image_size=SIZE, reference=ref, output_dir=str(tmp_path / "set")))
+    torch.manual_seed(3)
+    build_model(ref).save_pretrained(tmp_path / "ref")
+    return cfg, photos, tmp_path / "ref"
+
+
+def _hand_ranking(model, photo, outlier_pct, k):
+    """Loss of every tile computed one at a time, sorted by hand."""
+    scored = []
+    for top in range(0, photo.shape[0] - SIZE + 1, SIZE):
+        for left in range(0, photo.shape[1] - SIZE + 1, SIZE):
+            crop = photo[top:top + SIZE, left:left + SIZE]
+            hr = torch.tensor(crop, dtype=torch.float64).permute(2, 0, 1)[None] / 255
+            with torch.no_grad():
+                sr = model(imresize(hr.float(), 0.5)).double()
+            scored.append((float(((sr - hr) ** 2).mean()), top, left, crop))
+    scored.sort(key=lambda s: -s[0])
+    drop = int(len(scored) * outlier_pct / 100)
+    return scored[drop:drop + k]
+
+
+@pytest.mark.parametrize("outlier_pct", [0.0, 10.0])
+def test_coreset_keeps_the_hardest_crops(job, outlier_pct):
+    from datasets import load_dataset
+
+    from hf_srdistill.models import load_model
+
+    cfg, photos, ref = job
+    folder = make_coreset_set(cfg, reference=str(ref), outlier_pct=outlier_pct)
+    ds = load_dataset(str(folder), split="train")
+    model = load_model(ref).eval()
+    names = ds.features["label"].names
+    assert names == sorted(photos)
+    for c, name in enumerate(names):
+        expect = _hand_ranking(model, photos[name], outlier_pct, k=2)
+        rows = [r for r in ds if r["label"] == c]
+        assert [r["ipc_index"] for r in rows] == [0, 1]
+        for row, (_, _, _, crop) in zip(rows, expect):
+            np.testing.assert_array_equal(np.asarray(row["hr"]), crop)
+    prov = json.loads((folder / "provenance.json").read_text())
+    text = json.dumps(prov)
+    assert '"pretrained"' in text and str(ref) in text
+
+
+def test_select_hardest_by_hand():
+    losses = np.array([0.1, 0.9, 0.5, 0.9, 0.3, 0.7, 0.2, 0.05, 0.6, 0.4])
+    assert select_hardest(losses, 3) == [1, 3, 5]  # tie 0.9: grid order
+    assert select_hardest(losses, 3, outlier_pct=20) == [5, 8, 2]  # floor(2) dropped: both 0.9s
+    assert select_hardest(losses, 9, outlier_pct=50) == [3, 5, 8, 2, 9, 4, 6, 0, 7]  # capped: 1 dropped
+    with pytest.raises(ValueError, match="ipc=11"):
+        select_hardest(losses, 11)
+
+
+def test_without_reference_a_scorer_is_trained_and_named(job, capsys):
+    cfg, _, _ = job
+    folder = make_coreset_set(cfg, scorer_iterations=2)
+    assert "training a srcnn x2 for 2 iterations" in capsys.readouterr().out
+    text = (folder / "provenance.json").read_text()
+    assert "trained on the data" in text and not (folder / "scorer").exists()
