@@ -131,8 +131,8 @@ class LatentConfig:
     # vae with no `generator`: build an untrained AutoencoderKL with these block widths.
     # Plumbing/smoke runs only: untrained weights carry no image prior.
     vae_channels: list[int] | None = None
-    # stylegan_xl: None = W+ codes; k = GLaD's codes, the output of synthesis layer k plus the
-    # w's of the later layers (GLaD picks a middle layer: early enough to keep the GAN prior).
+    # stylegan_xl: None = W+ codes; L = GLaD's codes (its f_layer): the features after the first
+    # L synthesis layers plus the w's of the rest. GLaD uses 16 for gradient matching on ImageNet.
     layer: int | None = None
     # also optimise the generator's synthesis/decoder weights during distillation.
     train_generator: bool = False
@@ -175,7 +175,7 @@ class LatentConfig:
         if self.mse_weight == 0 and self.lpips_weight == 0:
             raise ValueError("latent.mse_weight and latent.lpips_weight cannot both be 0")
         if self.layer is not None and self.layer < 0:
-            raise ValueError(f"latent.layer must be None (W+ codes) or a synthesis layer index >= 0, "
+            raise ValueError(f"latent.layer must be None (W+ codes) or a number of synthesis layers >= 0, "
                              f"got {self.layer}")
         if self.vae_channels is not None and (not self.vae_channels or min(self.vae_channels) <= 0):
             raise ValueError(f"latent.vae_channels must be positive widths, got {self.vae_channels}")
