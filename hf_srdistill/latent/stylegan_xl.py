@@ -3,8 +3,9 @@
 Sauer et al., "StyleGAN-XL: Scaling StyleGAN to Large Diverse Datasets" (SIGGRAPH 2022);
 Cazenavette et al., "Generalizing Dataset Distillation via Deep Generative Prior" (GLaD,
 CVPR 2023). Codes are either W+ (one w per synthesis input, ``layer=None``) or GLaD's
-intermediate codes: the feature map after synthesis layer k plus the w's of the layers
-after it. The generator output (512 px for ImageNet-512) is brought to the synthetic size
+intermediate codes: with ``layer=L`` (GLaD's ``f_layer``; it uses 16 for gradient
+matching on ImageNet-512), the feature map after the first L synthesis layers (L=0: the
+Fourier-feature input) plus the w's of the remaining layers. The generator output (512 px for ImageNet-512) is brought to the synthetic size
 with the project's MATLAB bicubic, so the SR degradation sees the same kernel everywhere.
 Loading the pickle lives in :mod:`hf_srdistill.latent.network_pickle`.
 """
@@ -23,7 +24,7 @@ from hf_srdistill.latent.network_pickle import load_network
 
 
 class StyleGANXLBackend(LatentBackend):
-    """W+ or layer-k codes of a StyleGAN(-XL) generator; init by inversion + pivotal tuning."""
+    """W+ or layer-L codes of a StyleGAN(-XL) generator; init by inversion + pivotal tuning."""
 
     name = "stylegan_xl"
 
@@ -41,9 +42,9 @@ class StyleGANXLBackend(LatentBackend):
             if names is None or not hasattr(syn, "input"):
                 raise ValueError("latent.layer needs a StyleGAN3-style synthesis network "
                                  "(synthesis.input and synthesis.layer_names); use layer=None for W+ codes")
-            if cfg.layer >= len(names) - 1:
-                raise ValueError(f"latent.layer={cfg.layer} must be below the last (ToRGB) layer "
-                                 f"index {len(names) - 1}")
+            if cfg.layer >= len(names):
+                raise ValueError(f"latent.layer={cfg.layer} must be below the number of synthesis "
+                                 f"layers, {len(names)}")
         self.c = torch.zeros(1, int(G.c_dim), device=self.device)
         if G.c_dim:
             if cfg.class_index >= G.c_dim:
@@ -57,12 +58,12 @@ class StyleGANXLBackend(LatentBackend):
         return self.G.synthesis
 
     def generator_parameters(self) -> list[nn.Parameter]:
-        """With layer-k codes only the layers after k decode them; earlier weights are not optimised."""
+        """With layer-L codes only layers L.. decode them; earlier weights are not optimised."""
         params = super().generator_parameters()
         if not params or self.cfg.layer is None:
             return params
         syn = self.G.synthesis
-        keep = [p for name in syn.layer_names[self.cfg.layer + 1:] for p in getattr(syn, name).parameters()]
+        keep = [p for name in syn.layer_names[self.cfg.layer:] for p in getattr(syn, name).parameters()]
         keep_ids = {id(p) for p in keep}
         for p in params:
             p.requires_grad_(id(p) in keep_ids)
@@ -86,19 +87,19 @@ class StyleGANXLBackend(LatentBackend):
         return x
 
     def codes_from_ws(self, ws: Tensor) -> Latents:
-        """W+ codes, or GLaD's (feature map after layer k, w's of layers k+1..) for ``ws``."""
-        k = self.cfg.layer
-        if k is None:
+        """W+ codes, or GLaD's (features after the first L layers, w's of layers L..) for ``ws``."""
+        n = self.cfg.layer
+        if n is None:
             return {"ws": ws}
         ws = ws.float()
-        feats = self._run_layers(self.G.synthesis.input(ws[:, 0]), ws[:, 1:], 0, k + 1)
-        return {"features": feats.float(), "ws": ws[:, k + 2:]}
+        feats = self._run_layers(self.G.synthesis.input(ws[:, 0]), ws[:, 1:], 0, n)
+        return {"features": feats.float(), "ws": ws[:, n + 1:]}
 
     def synthesize(self, latents: Latents) -> Tensor:
         """Raw generator output in [-1, 1] at the generator's resolution."""
         if self.cfg.layer is None:
             return self.G.synthesis(latents["ws"])
-        x = self._run_layers(latents["features"], latents["ws"], self.cfg.layer + 1)
+        x = self._run_layers(latents["features"], latents["ws"], self.cfg.layer)
         scale = getattr(self.G.synthesis, "output_scale", 1)
         return (x * scale if scale != 1 else x).float()
 

@@ -59,10 +59,10 @@ def vae_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def backend_cfgs(stylegan_cfg, vae_folder) -> dict[str, LatentConfig]:
-    """One tiny config per registered backend (and the GLaD layer-k variant)."""
+    """One tiny config per registered backend (and GLaD's intermediate-feature codes)."""
     return {
         "stylegan_xl": replace(stylegan_cfg, invert_steps=5, tune_steps=5),
-        "stylegan_xl_layer1": replace(stylegan_cfg, invert_steps=5, tune_steps=5, layer=1),
+        "stylegan_xl_layer2": replace(stylegan_cfg, invert_steps=5, tune_steps=5, layer=2),
         "vae": LatentConfig(backend="vae", vae_channels=[8, 16], chunk_size=3),
         "ldm": LatentConfig(backend="ldm", generator=str(vae_folder), chunk_size=3),
     }

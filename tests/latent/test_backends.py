@@ -13,7 +13,7 @@ from hf_srdistill.latent import (BACKENDS, LDMVAEBackend, StyleGANXLBackend, VAE
 from hf_srdistill.latent.base import LatentBackend
 from hf_srdistill.latent.state import GENERATOR_FILE, LATENTS_FILE, META_FILE
 
-CASES = ["stylegan_xl", "stylegan_xl_layer1", "vae", "ldm"]
+CASES = ["stylegan_xl", "stylegan_xl_layer2", "vae", "ldm"]
 
 
 def test_registry_is_explicit() -> None:

@@ -66,20 +66,20 @@ def test_hub_file_goes_through_hf_hub_download(stylegan_cfg, tiny_pickle, monkey
         load_network(cfg)
 
 
-def test_layer_k_codes_decode_to_the_w_plus_image(stylegan_cfg, size) -> None:
+def test_layer_codes_decode_to_the_w_plus_image(stylegan_cfg, size) -> None:
     plus = build_backend(replace(stylegan_cfg, layer=None), size)
     ws = plus.mapping(torch.randn(5, 8, generator=torch.Generator().manual_seed(0)))
     reference = plus.decode({"ws": ws})
-    for k in (0, 1, 2):
-        backend = build_backend(replace(stylegan_cfg, layer=k), size)
+    for n in (0, 1, 2, 3):  # features after the first n synthesis layers (GLaD's f_layer)
+        backend = build_backend(replace(stylegan_cfg, layer=n), size)
         codes = backend.codes_from_ws(ws)
-        assert codes["features"].shape[0] == 5 and codes["ws"].shape == (5, 5 - (k + 2), 8)
+        assert codes["features"].shape[0] == 5 and codes["ws"].shape == (5, 4 - n, 8)
         torch.testing.assert_close(backend.decode(codes), reference, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="below the last"):
-        build_backend(replace(stylegan_cfg, layer=3), size)
+    with pytest.raises(ValueError, match="below the number of synthesis layers, 4"):
+        build_backend(replace(stylegan_cfg, layer=4), size)
 
 
-def test_layer_k_init_matches_w_plus_init(stylegan_cfg, photos) -> None:
+def test_layer_init_matches_w_plus_init(stylegan_cfg, photos) -> None:
     """Same inversion + tuning, two code spaces: the decoded initial images coincide."""
     cfg = replace(stylegan_cfg, invert_steps=4, tune_steps=3)
     a = gan_inversion_images(cfg, photos[:2], [0, 1])
