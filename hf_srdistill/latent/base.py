@@ -110,7 +110,8 @@ def decode_all(backend: LatentBackend, latents: Latents | None = None) -> Tensor
     n = len(next(iter(latents.values())))
     out = [backend.decode(slice_latents(latents, i, i + backend.chunk_size)).float()
            for i in range(0, n, backend.chunk_size)]
-    images = torch.cat(out) if out else torch.zeros(0, 3, backend.image_size, backend.image_size)
+    # contiguous: decoders may return channels-last tensors, and the engine views the set as (K,ipc,...)
+    images = torch.cat(out).contiguous() if out else torch.zeros(0, 3, backend.image_size, backend.image_size)
     _check_images(images, n, backend.image_size, f"{backend.name}.decode")
     return images
 

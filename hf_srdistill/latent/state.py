@@ -32,6 +32,15 @@ def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
 
 
+def _resolved_config(cfg: LatentConfig) -> dict[str, Any]:
+    """The config with local generator/source paths made absolute, so any working directory can reload."""
+    out = to_dict(cfg)
+    for key in ("generator", "source_dir"):
+        if out[key] and Path(out[key]).expanduser().exists():
+            out[key] = str(Path(out[key]).expanduser().resolve())
+    return out
+
+
 def save_latents(backend: LatentBackend, folder: str | Path) -> dict[str, Any]:
     """Write the codes (and modified decoder weights) into ``folder``; returns the metadata."""
     folder = Path(folder)
@@ -53,7 +62,7 @@ def save_latents(backend: LatentBackend, folder: str | Path) -> dict[str, Any]:
         "labels": backend.labels,
         "latent_shapes": {k: list(v.shape) for k, v in backend.latents.items()},
         "seed": backend.seed,
-        "config": to_dict(backend.cfg),
+        "config": _resolved_config(backend.cfg),
         "source": backend.source(),
         "generator_weights": GENERATOR_FILE if modified else None,
         "generator_modified": modified,
@@ -64,8 +73,12 @@ def save_latents(backend: LatentBackend, folder: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_latents(folder: str | Path, device: str | torch.device = "cpu") -> LatentBackend:
-    """Rebuild the backend recorded in ``folder`` (its generator must be available) with its codes."""
+def load_latents(folder: str | Path, device: str | torch.device = "cpu", **overrides: Any) -> LatentBackend:
+    """Rebuild the backend recorded in ``folder`` (its generator must be available) with its codes.
+
+    ``overrides`` replace LatentConfig fields, e.g. ``generator=`` / ``source_dir=`` where the
+    files live elsewhere on this machine; the generator's checksum must still match.
+    """
     from hf_srdistill.latent import build_backend
 
     folder = Path(folder)
@@ -74,8 +87,13 @@ def load_latents(folder: str | Path, device: str | torch.device = "cpu") -> Late
     meta = read_json(folder / META_FILE)
     if meta.get("format") != FORMAT_VERSION:
         raise ValueError(f"{folder / META_FILE}: unsupported format {meta.get('format')!r}")
-    cfg = from_dict(LatentConfig, meta["config"])
+    cfg = from_dict(LatentConfig, {**meta["config"], **overrides})
     backend = build_backend(cfg, meta["image_size"], device=device, seed=meta["seed"])
+    for key in ("sha256", "commit"):
+        saved, now = meta["source"].get(key), backend.source().get(key)
+        if saved and now and saved != now:
+            raise ValueError(f"the generator loaded from {cfg.generator!r} has {key} {now}, but the codes in "
+                             f"{folder} were made with {saved}: they would decode to different images")
     if meta["generator_weights"]:
         state = load_file(str(folder / meta["generator_weights"]))
         backend.decoder_module().load_state_dict(state, strict=True)

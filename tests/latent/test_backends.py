@@ -36,7 +36,7 @@ def test_decode_shapes_and_range(inited, case, size) -> None:
     assert backend.num_images == 7 and backend.labels == list(range(7))
     assert all(t.is_leaf and t.requires_grad and len(t) == 7 for t in backend.latent_tensors())
     images = decode_all(backend)
-    assert images.shape == (7, 3, size, size)
+    assert images.shape == (7, 3, size, size) and images.is_contiguous()
     assert images.min() >= 0 and images.max() <= 1
     one = backend.decode({k: v[4:5] for k, v in backend.latents.items()})
     torch.testing.assert_close(one.detach(), images[4:5], rtol=1e-4, atol=1e-5)  # chunking does not mix images
@@ -108,3 +108,20 @@ def test_load_without_generator_weights_differs_after_tuning(inited, tmp_path) -
 def test_load_rejects_a_folder_without_latents(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match=META_FILE):
         load_latents(tmp_path)
+
+
+def test_load_refuses_a_different_generator(inited, tmp_path) -> None:
+    from conftest import write_tiny_pickle
+
+    save_latents(inited["stylegan_xl"], tmp_path / "set")
+    other = write_tiny_pickle(tmp_path / "other.pkl", seed=7, img_resolution=16, channels=8)
+    with pytest.raises(ValueError, match="sha256 .* were made with"):
+        load_latents(tmp_path / "set", generator=str(other))
+
+
+def test_saved_config_holds_absolute_paths(inited, tmp_path, monkeypatch) -> None:
+    save_latents(inited["stylegan_xl"], tmp_path / "set")
+    meta = json.loads((tmp_path / "set" / META_FILE).read_text())
+    assert meta["config"]["generator"].startswith("/") and meta["config"]["source_dir"].startswith("/")
+    monkeypatch.chdir(tmp_path)  # another working directory still decodes
+    torch.testing.assert_close(decode_all(load_latents(tmp_path / "set")), decode_all(inited["stylegan_xl"]))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -111,6 +112,7 @@ class Generator(nn.Module):
 def write_pickle(path: str, seed: int = 0, **kwargs) -> None:
     """Pickle ``{'G_ema': Generator(**kwargs)}`` like an official network file."""
     torch.manual_seed(seed)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         pickle.dump({"G_ema": Generator(**kwargs).eval()}, f)
 
