@@ -44,3 +44,35 @@ def test_mini_vae_config_builds_without_download() -> None:
     backend = build_backend(cfg.distill.latent, cfg.distill.image_size, seed=cfg.distill.seed)
     z = backend.init_latents(torch.rand(2, 3, 96, 96), [0, 1])["z"]
     assert z.shape == (2, 4, 48, 48)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(layer=-1), "latent.layer"),
+    (dict(mse_weight=0.0, lpips_weight=0.0), "cannot both be 0"),
+    (dict(vae_channels=[]), "latent.vae_channels"),
+    (dict(chunk_size=0), "latent.chunk_size"),
+    (dict(tune_steps=-1), "latent.tune_steps"),
+])
+def test_latent_config_validation_names_the_field(bad, message) -> None:
+    from hf_srdistill.config import LatentConfig
+
+    with pytest.raises(ValueError, match=message):
+        LatentConfig(**bad)
+
+
+def test_lpips_term_sees_images_in_minus_one_to_one(monkeypatch) -> None:
+    """With a stand-in perceptual net, the loss is mse_w * MSE + lpips_w * net(2x-1, 2t-1)."""
+    from torch import nn
+
+    from hf_srdistill.latent import losses
+
+    class Fake(nn.Module):
+        def forward(self, a, b):
+            assert a.min() < 0  # inputs were mapped from [0,1] to [-1,1]
+            return (a - b).abs().mean((1, 2, 3), keepdim=True)
+
+    monkeypatch.setattr(losses, "_lpips_model", lambda net: Fake())
+    x, t = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    loss = losses.ReconstructionLoss(mse_weight=0.5, lpips_weight=2.0)(x, t)
+    expected = 0.5 * ((x - t) ** 2).mean() + 2.0 * (2 * (x - t)).abs().mean()
+    torch.testing.assert_close(loss, expected)
