@@ -12,7 +12,8 @@ flat in N for the chunked path, linear for the full one.
 
 Memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the process RSS sampled every
 millisecond by a thread (torch's CPU allocator is invisible to tracemalloc), in a fresh
-process per measurement so freed-but-kept heap from an earlier run cannot hide a peak.
+process per measurement with glibc's mmap threshold fixed at 64 KiB, so that freed
+activation blocks leave the RSS and an earlier chunk's memory cannot pose as growth.
 The decoder is an untrained AutoencoderKL built from config: memory depends on the shapes
 only, not on the weights.
 """
@@ -89,7 +90,10 @@ def measure(n: int, chunk: int, size: int, channels: list[int], device: str) -> 
 def _child(n: int, chunk: int, args) -> dict:
     cmd = [sys.executable, "-m", "hf_srdistill.latent.bench_memory", "--child", str(n), str(chunk),
            "--size", str(args.size), "--device", args.device, "--channels", *map(str, args.channels)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    # a fixed mmap threshold makes glibc hand large freed blocks (activations) back to the OS, so
+    # RSS follows live memory; its default, adaptive threshold keeps them in the heap instead
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 16)}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
