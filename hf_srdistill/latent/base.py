@@ -81,6 +81,16 @@ class LatentBackend(ABC):
         self.labels = labels
         return self.latents
 
+    def check_init_images(self, images: Tensor, labels: list[int] | Tensor) -> Tensor:
+        """The images to invert/encode, on the device, after checking shape, range and labels."""
+        _check_images(images, len(images), self.image_size, f"{self.name}.init_latents images")
+        if len(labels) != len(images):
+            raise ValueError(f"{self.name}.init_latents: {len(images)} images but {len(labels)} labels")
+        if not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+            raise ValueError(f"{self.name}.init_latents: images must be finite and in [0, 1], got "
+                             f"[{float(images.min()):.4g}, {float(images.max()):.4g}]")
+        return images.to(self.device, torch.float32)
+
     def latent_tensors(self) -> list[Tensor]:
         return list(self.latents.values())
 

@@ -128,7 +128,7 @@ class VAEBackend(LatentBackend):
         return torch.cat(out)
 
     def init_latents(self, images: Tensor, labels: list[int] | Tensor) -> Latents:
-        return self.set_latents({"z": self.encode(images)}, labels)
+        return self.set_latents({"z": self.encode(self.check_init_images(images, labels))}, labels)
 
     def decode(self, latents: Latents) -> Tensor:
         x = self.vae.decode(latents["z"] / self.scaling + self.shift).sample

@@ -109,7 +109,7 @@ class StyleGANXLBackend(LatentBackend):
     def init_latents(self, images: Tensor, labels: list[int] | Tensor) -> Latents:
         from hf_srdistill.latent.inversion import invert, pivotal_tune
 
-        images = images.to(self.device, torch.float32)
+        images = self.check_init_images(images, labels)
         w = invert(self, images)
         if self.cfg.tune_steps:
             pivotal_tune(self, w, images)

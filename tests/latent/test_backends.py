@@ -125,3 +125,14 @@ def test_saved_config_holds_absolute_paths(inited, tmp_path, monkeypatch) -> Non
     assert meta["config"]["generator"].startswith("/") and meta["config"]["source_dir"].startswith("/")
     monkeypatch.chdir(tmp_path)  # another working directory still decodes
     torch.testing.assert_close(decode_all(load_latents(tmp_path / "set")), decode_all(inited["stylegan_xl"]))
+
+
+@pytest.mark.parametrize("case", ["stylegan_xl", "vae"])
+def test_init_rejects_bad_images(backend_cfgs, photos, size, case) -> None:
+    backend = build_backend(backend_cfgs[case], size)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        backend.init_latents(photos[:2] * 2, [0, 1])
+    with pytest.raises(ValueError, match="expected"):
+        backend.init_latents(photos[:2, :, :8, :8], [0, 1])
+    with pytest.raises(ValueError, match="2 images but 3 labels"):
+        backend.init_latents(photos[:2], [0, 1, 2])
