@@ -200,6 +200,9 @@ class DistillConfig:
     lr_img: float = 0.01
     momentum: float = 0.5
     lr_net: float = 0.01
+    # inner loop: one step = one epoch over the synthetic set in shuffled minibatches of this
+    # many images (DC's batch_train 256), gradients summed across processes.
+    batch_net: int = 256
     # real HR patches per class per matching step.
     batch_real: int = 16
     reference: ModelConfig = field(default_factory=ModelConfig)
@@ -211,6 +214,9 @@ class DistillConfig:
     classes_per_step: int = 32
     # False = the per-class reference loop (slow; kept to check the batched path).
     batched: bool = True
+    # classes per vmap call for the real gradients; 0 = auto: 1 on CPU (oneDNN's grouped
+    # convolutions are slow there and one class's real batch fills the cores), all on GPU.
+    real_chunk: int = 0
     checkpoint_every: int = 50
     snapshot_every: int = 10
     seed: int = 0
@@ -219,11 +225,14 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         _check_positive("distill", ipc=self.ipc, image_size=self.image_size, iterations=self.iterations,
-                        outer_loop=self.outer_loop, batch_real=self.batch_real, lr_img=self.lr_img,
+                        outer_loop=self.outer_loop, batch_real=self.batch_real, batch_net=self.batch_net,
+                        lr_img=self.lr_img,
                         classes_per_step=self.classes_per_step, checkpoint_every=self.checkpoint_every,
                         snapshot_every=self.snapshot_every)
         if self.inner_loop < 0:
             raise ValueError(f"distill.inner_loop must be >= 0, got {self.inner_loop}")
+        if self.real_chunk < 0:
+            raise ValueError(f"distill.real_chunk must be >= 0 (0 = auto), got {self.real_chunk}")
         if self.image_size % self.reference.scale:
             raise ValueError(f"distill.image_size={self.image_size} must be divisible by the scale "
                              f"{self.reference.scale}")

@@ -1,0 +1,255 @@
+"""Dataset Condensation's bi-level loop for SR, with classes sharded over processes.
+
+Every iteration draws a reference model (a fresh init seeded by (seed, iteration), or a
+copy of a fixed pretrained one), then alternates ``outer_loop`` gradient-matching steps on
+the synthetic pixels (SGD with momentum, pixels clamped to [0, 1]) with ``inner_loop``
+epochs of training the reference model on the current synthetic set (plain SGD, ``lr_net``,
+as in DC). No inner training follows the last matching step, again as in DC.
+
+Multi-process (``accelerate launch``): each process owns a contiguous block of classes and
+their pixels. Everything random is drawn from generators seeded by (seed, stream, class,
+iteration, ...), never from a shared stream, so a class sees the same numbers whichever
+process holds it. The reference model is identical on every process (same seed); inner-loop
+gradients are summed across processes by hand, because the matching step differentiates
+the model with create_graph and DDP does not support double backward. The main process
+gathers the set and writes the folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from hf_srdistill.accel import make_accelerator, seed_for
+from hf_srdistill.config import DistillJobConfig
+from hf_srdistill.data import imresize
+from hf_srdistill.distill.checkpoint import DistillState, checkpoint_path, load_checkpoint, save_checkpoint
+from hf_srdistill.distill.export import write_image_set
+from hf_srdistill.distill.figures import evolution_figure, grid, save_png, thumbnail
+from hf_srdistill.distill.matching import match_and_backward
+from hf_srdistill.distill.synthetic import class_generator, init_images
+
+log = logging.getLogger(__name__)
+
+REAL_STREAM, NET_STREAM, MODEL_STREAM = 2, 3, 4
+SNAPSHOT_ROWS = 4  # classes shown in the evolution figure
+
+
+class DistillationDiverged(FloatingPointError):
+    """A non-finite matching loss or pixel; the last good state has been checkpointed."""
+
+
+def shard(num_classes: int, world: int, rank: int) -> tuple[int, int]:
+    """Contiguous, balanced block of classes [lo, hi) owned by ``rank``."""
+    return rank * num_classes // world, (rank + 1) * num_classes // world
+
+
+def reference_model(cfg: DistillJobConfig, iteration: int, pretrained, device) -> torch.nn.Module:
+    """Fresh init seeded by (seed, iteration) — identical on every process — or a pretrained copy."""
+    from hf_srdistill.models import build_model
+
+    if pretrained is not None:
+        model = copy.deepcopy(pretrained)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_for(cfg.distill.seed, MODEL_STREAM, iteration))
+            model = build_model(cfg.distill.reference)
+    return model.to(device).train()
+
+
+class _Run:
+    """State of one process: its classes' pixels, their optimiser, the snapshot thumbnails."""
+
+    def __init__(self, cfg: DistillJobConfig, acc, store, state: DistillState | None):
+        d = self.d = cfg.distill
+        self.cfg, self.acc, self.store = cfg, acc, store
+        self.k = store.num_classes
+        self.bounds = [shard(self.k, acc.num_processes, r) for r in range(acc.num_processes)]
+        self.lo, self.hi = self.bounds[acc.process_index]
+        self.rows = sorted({round(x) for x in torch.linspace(0, self.k - 1, min(SNAPSHOT_ROWS, self.k)).tolist()})
+        own = slice(self.lo * d.ipc, self.hi * d.ipc)
+        start = state.images[own] if state else init_images(d, store, list(range(self.lo, self.hi)))
+        self.images = start.to(acc.device, torch.float32).clone().requires_grad_(True)
+        self.opt = torch.optim.SGD([self.images], lr=d.lr_img, momentum=d.momentum)
+        if state is not None and state.momentum is not None:
+            self.opt.state[self.images]["momentum_buffer"] = state.momentum[own].to(acc.device).clone()
+        self.iteration = state.iteration if state else 0
+        self.snapshots = list(state.snapshots) if state else []
+        self.snapshot_iters = list(state.snapshot_iters) if state else []
+        self.wall0 = (state.wall_time_s if state else 0.0) - time.time()
+        self.real_chunk = d.real_chunk or (None if acc.device.type == "cuda" else 1)
+
+    # ---- collectives ------------------------------------------------------------------
+    def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """Concatenate every process's class block (rows = classes*ipc) in class order."""
+        if self.acc.num_processes == 1:
+            return t.detach()
+        padded = self.acc.pad_across_processes(t.detach().contiguous(), dim=0)
+        full, m = self.acc.gather(padded), padded.shape[0]
+        return torch.cat([full[r * m: r * m + (hi - lo) * self.d.ipc] for r, (lo, hi) in enumerate(self.bounds)])
+
+    def momentum(self) -> torch.Tensor | None:
+        buf = self.opt.state.get(self.images, {}).get("momentum_buffer")
+        return None if buf is None else buf
+
+    def state(self, images: torch.Tensor, momentum: torch.Tensor | None) -> DistillState:
+        has_m = bool(self.acc.gather(torch.tensor([int(momentum is not None)], device=self.acc.device)).max())
+        if momentum is None and has_m:  # a process with no classes has no buffer yet
+            momentum = torch.zeros_like(images)
+        snaps = torch.stack(self.snapshots) if self.snapshots else torch.zeros(0, len(self.rows), 3, 1, 1,
+                                                                               dtype=torch.uint8)
+        return DistillState(iteration=self.iteration, images=self.gather_rows(images).cpu(),
+                            momentum=self.gather_rows(momentum).cpu() if has_m else None,
+                            snapshots=snaps, snapshot_iters=list(self.snapshot_iters),
+                            wall_time_s=self.wall0 + time.time())
+
+    def save(self, state: DistillState) -> None:
+        if self.acc.is_main_process:
+            save_checkpoint(checkpoint_path(self.d.output_dir), state, self.cfg, self.store.fingerprint)
+        self.acc.wait_for_everyone()
+
+    def snapshot(self) -> None:
+        """Thumbnails of image 0 of a few classes, gathered from whichever process holds them."""
+        if self.snapshot_iters and self.snapshot_iters[-1] == self.iteration:
+            return
+        full = self.gather_rows(self.images)
+        if self.acc.is_main_process:
+            self.snapshots.append(thumbnail(full[[r * self.d.ipc for r in self.rows]]))
+            self.snapshot_iters.append(self.iteration)
+
+    # ---- one iteration ----------------------------------------------------------------
+    def matching_step(self, model, outer: int) -> float:
+        d, s = self.d, self.d.image_size
+        self.opt.zero_grad(set_to_none=True)
+        syn = self.images.view(-1, d.ipc, 3, s, s)
+        losses = []
+        for c0 in range(self.lo, self.hi, d.classes_per_step):
+            c1 = min(c0 + d.classes_per_step, self.hi)
+            real = torch.stack([self.store.sample_patches(
+                c, d.batch_real, s, class_generator(d.seed, c, REAL_STREAM, self.iteration, outer))
+                for c in range(c0, c1)]).to(self.acc.device).contiguous()
+            losses.append(match_and_backward(model, syn[c0 - self.lo:c1 - self.lo], real, d.reference.scale,
+                                             d.distance, d.classes_per_step, d.batched, self.real_chunk))
+        loss = torch.cat(losses) if losses else torch.zeros(0, device=self.acc.device)
+        bad = self._first_bad(loss, "matching loss")
+        if bad is None:
+            with torch.no_grad():
+                self.opt.step()
+                self.images.clamp_(0, 1)
+            per_class = self.images.detach().view(self.hi - self.lo, d.ipc * 3 * s * s).sum(1)
+            bad = self._first_bad(per_class, "pixels")
+        if bad is not None:
+            raise DistillationDiverged(f"non-finite {bad[1]} at iteration {self.iteration}, class {bad[0]} "
+                                       f"({self.store.class_names[bad[0]]!r}), matching step {outer}")
+        return float(loss.sum())
+
+    def _first_bad(self, per_class: torch.Tensor, what: str) -> tuple[int, str] | None:
+        """Lowest class index, over all processes, whose value is NaN/inf (collective)."""
+        idx = torch.nonzero(~torch.isfinite(per_class.detach())).flatten()
+        local = float(self.lo + int(idx[0])) if len(idx) else math.inf
+        worst = float(self.acc.gather(torch.tensor([local], device=self.acc.device, dtype=torch.float64)).min())
+        return None if math.isinf(worst) else (int(worst), what)
+
+    def train_reference(self, model, outer: int) -> None:
+        """``inner_loop`` epochs of SGD on the synthetic set; minibatches drawn globally."""
+        d = self.d
+        hr = self.images.detach()
+        lr = imresize(hr, 1.0 / d.reference.scale)
+        n_total, base = self.k * d.ipc, self.lo * d.ipc
+        params = [p for p in model.parameters()]
+        opt = torch.optim.SGD(params, lr=d.lr_net)
+        for epoch in range(d.inner_loop):
+            gen = torch.Generator().manual_seed(seed_for(d.seed, NET_STREAM, self.iteration, outer, epoch))
+            for batch in torch.randperm(n_total, generator=gen).split(d.batch_net):
+                mine = batch[(batch >= base) & (batch < base + hr.shape[0])] - base
+                opt.zero_grad(set_to_none=False)
+                if len(mine):
+                    err = F.mse_loss(model(lr[mine]), hr[mine], reduction="none")
+                    (err.mean((1, 2, 3)).sum() / len(batch)).backward()
+                self._sum_grads(params)
+                opt.step()
+
+    def _sum_grads(self, params) -> None:
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        if self.acc.num_processes > 1:
+            flat = torch.cat([p.grad.reshape(-1) for p in params])
+            flat = self.acc.reduce(flat, reduction="sum")
+            for p, g in zip(params, flat.split([p.numel() for p in params])):
+                p.grad.copy_(g.view_as(p))
+
+
+def distill(cfg: DistillJobConfig) -> Path:
+    """Distil ``cfg.data`` into ``cfg.distill.ipc`` synthetic HR images per class.
+
+    Writes the set folder at ``cfg.distill.output_dir`` (resume state under its
+    ``checkpoint/``) and returns it, on every process.
+    """
+    from hf_srdistill.data.grouped import SubImageStore
+    from hf_srdistill.models import load_model
+    from hf_srdistill.provenance import describe_source
+
+    d = cfg.distill
+    acc = make_accelerator()
+    with acc.main_process_first():  # one process builds the sub-image cache, the others reuse it
+        store = SubImageStore.build(cfg.data)
+    path = checkpoint_path(d.output_dir)
+    state = load_checkpoint(path, cfg, store.fingerprint) if d.resume and path.is_file() else None
+    if state is not None and state.images.shape[0] != store.num_classes * d.ipc:
+        raise ValueError(f"checkpoint {path} holds {state.images.shape[0]} images, expected "
+                         f"{store.num_classes} classes x ipc {d.ipc}")
+    run = _Run(cfg, acc, store, state)
+    pretrained = load_model(d.reference_path) if d.reference_path else None
+    bar = tqdm(total=d.iterations, initial=run.iteration, desc="distill", disable=not acc.is_main_process)
+    while run.iteration < d.iterations:
+        if run.iteration % d.snapshot_every == 0:
+            run.snapshot()
+        good = (run.images.detach().clone(), None if run.momentum() is None else run.momentum().clone())
+        model = reference_model(cfg, run.iteration, pretrained, acc.device)
+        try:
+            for outer in range(d.outer_loop):
+                loss = run.matching_step(model, outer)
+                if outer < d.outer_loop - 1:
+                    run.train_reference(model, outer)
+        except DistillationDiverged as err:
+            run.save(run.state(*good))
+            raise DistillationDiverged(f"{err}; the last good state (iteration {run.iteration}) is saved in "
+                                       f"{path}: lower distill.lr_img or change the distance") from None
+        total = float(acc.reduce(torch.tensor([loss], device=acc.device, dtype=torch.float64), "sum"))
+        run.iteration += 1
+        bar.update(1)
+        bar.set_postfix(match=f"{total / run.k:.5f}")
+        if run.iteration % d.checkpoint_every == 0 or run.iteration == d.iterations:
+            run.save(run.state(run.images, run.momentum()))
+    bar.close()
+    run.snapshot()
+    final = run.state(run.images, run.momentum())
+    out = Path(d.output_dir)
+    if acc.is_main_process:
+        _write_set(cfg, store, final, out, describe_source(cfg.data, store.fingerprint), acc.num_processes)
+    acc.wait_for_everyone()
+    return out
+
+
+def _write_set(cfg: DistillJobConfig, store, final: DistillState, out: Path, source: dict, world: int) -> None:
+    from hf_srdistill.distill.export import real_set_sizes
+
+    d = cfg.distill
+    labels = [c for c in range(store.num_classes) for _ in range(d.ipc)]
+    ipc_index = [i for _ in range(store.num_classes) for i in range(d.ipc)]
+    extra = {"kind": "distilled", "iterations": final.iteration, "processes": world}
+    write_image_set(out, final.images, labels, store.class_names, ipc_index, cfg, extra=extra,
+                    real_sizes=real_set_sizes(store, cfg.data), source=source, wall_time_s=final.wall_time_s)
+    # one row per class when ipc > 1, else up to 8 classes per row; at most 64 classes shown
+    ncol = d.ipc if d.ipc > 1 else min(8, store.num_classes)
+    save_png(grid(final.images[: 64 * d.ipc], ncol=ncol), out / "samples.png")
+    if len(final.snapshot_iters) > 1:
+        save_png(evolution_figure(final.snapshots, final.snapshot_iters), out / "evolution.png")
