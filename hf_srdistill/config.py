@@ -182,14 +182,62 @@ class LatentConfig:
 
 
 @dataclass
+class DMConfig:
+    """Distribution matching (distill.objective=dm): statistics of random SR-network features."""
+
+    # what the random network sees: lr = the bicubic-downscaled image (an SR model's input);
+    # hr = the HR image fed as if it were LR (its fine detail at full resolution).
+    inputs: list[str] = field(default_factory=lambda: ["lr", "hr"])
+    # 1 = per-channel means of every activation map (DM); 2 = also each map's channel
+    # second-moment (Gram) matrix, the texture statistic of neural style transfer.
+    moments: int = 1
+    # activation maps used, in forward order; None = all of them.
+    layers: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.inputs or len(set(self.inputs)) != len(self.inputs) or set(self.inputs) - {"lr", "hr"}:
+            raise ValueError(f"distill.dm.inputs must be distinct entries of ['lr', 'hr'], got {self.inputs}")
+        if self.moments not in (1, 2):
+            raise ValueError(f"distill.dm.moments must be 1 (means) or 2 (means and Gram matrices), got {self.moments}")
+        _check_positive("distill.dm", layers=self.layers)
+
+
+@dataclass
+class ClusterConfig:
+    """Pseudo-classes for distill.grouping=kmeans: k-means on one descriptor per sub-image."""
+
+    num_clusters: int = 8
+    # random_net = per-channel mean/std of a frozen, randomly initialised reference SR net's
+    # activations on the sub-image's LR; stats = colour moments, gradient-magnitude and
+    # local-binary-pattern (texture) histograms.
+    features: Literal["random_net", "stats"] = "random_net"
+    # k-means++ restarts; the one with the lowest within-cluster sum of squares is kept.
+    restarts: int = 10
+    iterations: int = 50
+
+    def __post_init__(self) -> None:
+        _check_positive("distill.clusters", num_clusters=self.num_clusters, restarts=self.restarts,
+                        iterations=self.iterations)
+
+
+@dataclass
 class DistillConfig:
     # synthetic images per class (1 and 10 are the published settings).
     ipc: int = 1
     # synthetic HR side (192 in the published pixel experiments; 96 for the mini set).
     image_size: int = 96
     init: Literal["noise", "downscaled", "real", "latent"] = "downscaled"
-    # gm = gradient matching (Dataset Condensation).
-    objective: Literal["gm"] = "gm"
+    # gm = gradient matching (Dataset Condensation); dm = distribution matching (feature
+    # statistics under a fresh random reference net; no bi-level loop, much cheaper per step).
+    objective: Literal["gm", "dm"] = "gm"
+    dm: DMConfig = field(default_factory=DMConfig)
+    # class = ipc images per source photo; global / kmeans = class-agnostic: num_images images
+    # in matching units of ipc, each unit matched against real patches of the whole data
+    # (global) or of one k-means pseudo-class of the sub-images (kmeans).
+    grouping: Literal["class", "global", "kmeans"] = "class"
+    # synthetic-set size M for grouping=global|kmeans: any multiple of ipc.
+    num_images: int | None = None
+    clusters: ClusterConfig = field(default_factory=ClusterConfig)
     # cos = 1 - cosine over all weights (published SR variant); layerwise = DC's form.
     distance: Literal["cos", "layerwise", "mse"] = "cos"
     iterations: int = 100
@@ -236,6 +284,19 @@ class DistillConfig:
         if self.image_size % self.reference.scale:
             raise ValueError(f"distill.image_size={self.image_size} must be divisible by the scale "
                              f"{self.reference.scale}")
+        if self.objective == "dm" and self.outer_loop != 1:
+            raise ValueError(f"distill.objective=dm has no bi-level loop: distill.outer_loop must be 1, "
+                             f"got {self.outer_loop}")
+        if self.grouping == "class" and self.num_images is not None:
+            raise ValueError("distill.num_images sets the size of a class-agnostic set: use it with "
+                             "distill.grouping=global or kmeans (grouping=class makes classes x ipc images)")
+        if self.grouping != "class":
+            if self.num_images is None or self.num_images <= 0 or self.num_images % self.ipc:
+                raise ValueError(f"distill.grouping={self.grouping} needs distill.num_images, a positive multiple "
+                                 f"of distill.ipc={self.ipc} (images per matching unit), got {self.num_images}")
+            if self.grouping == "kmeans" and self.num_images // self.ipc < self.clusters.num_clusters:
+                raise ValueError(f"distill.num_images / distill.ipc = {self.num_images // self.ipc} matching units "
+                                 f"cannot cover distill.clusters.num_clusters={self.clusters.num_clusters}")
 
 
 # ---- root configs, one per command ----------------------------------------------------
