@@ -13,6 +13,11 @@ process holds it. The reference model is identical on every process (same seed);
 gradients are summed across processes by hand, because the matching step differentiates
 the model with create_graph and DDP does not support double backward. The main process
 gathers the set and writes the folder.
+
+``objective=dm`` swaps the gradient-matching step for distribution matching against the same
+fresh network (dm.py; outer_loop is 1, so the network is never trained). Class-agnostic
+groupings (class_agnostic.py) hand the loop matching units in place of photos; the loop
+treats them as classes.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ from hf_srdistill.accel import make_accelerator, seed_for
 from hf_srdistill.config import DistillJobConfig
 from hf_srdistill.data import imresize
 from hf_srdistill.distill.checkpoint import DistillState, checkpoint_path, load_checkpoint, save_checkpoint
+from hf_srdistill.distill.class_agnostic import group_store, initial_images, real_store, set_layout
+from hf_srdistill.distill.dm import dm_match_and_backward
 from hf_srdistill.distill.export import write_image_set
 from hf_srdistill.distill.figures import evolution_figure, grid, save_png, thumbnail
 from hf_srdistill.distill.matching import match_and_backward
-from hf_srdistill.distill.synthetic import class_generator, init_images
+from hf_srdistill.distill.synthetic import class_generator
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +82,7 @@ class _Run:
         self.lo, self.hi = self.bounds[acc.process_index]
         self.rows = sorted({round(x) for x in torch.linspace(0, self.k - 1, min(SNAPSHOT_ROWS, self.k)).tolist()})
         own = slice(self.lo * d.ipc, self.hi * d.ipc)
-        start = state.images[own] if state else init_images(d, store, list(range(self.lo, self.hi)))
+        start = state.images[own] if state else initial_images(d, store, list(range(self.lo, self.hi)))
         self.images = start.to(acc.device, torch.float32).clone().requires_grad_(True)
         self.opt = torch.optim.SGD([self.images], lr=d.lr_img, momentum=d.momentum)
         if state is not None and state.momentum is not None:
@@ -135,8 +142,12 @@ class _Run:
             real = torch.stack([self.store.sample_patches(
                 c, d.batch_real, s, class_generator(d.seed, c, REAL_STREAM, self.iteration, outer))
                 for c in range(c0, c1)]).to(self.acc.device).contiguous()
-            losses.append(match_and_backward(model, syn[c0 - self.lo:c1 - self.lo], real, d.reference.scale,
-                                             d.distance, d.classes_per_step, d.batched, self.real_chunk))
+            if d.objective == "dm":
+                losses.append(dm_match_and_backward(model, syn[c0 - self.lo:c1 - self.lo], real, d.reference.scale,
+                                                    d.dm, d.classes_per_step, d.batched, self.real_chunk))
+            else:
+                losses.append(match_and_backward(model, syn[c0 - self.lo:c1 - self.lo], real, d.reference.scale,
+                                                 d.distance, d.classes_per_step, d.batched, self.real_chunk))
         loss = torch.cat(losses) if losses else torch.zeros(0, device=self.acc.device)
         bad = self._first_bad(loss, "matching loss")
         if bad is None:
@@ -200,7 +211,7 @@ def distill(cfg: DistillJobConfig) -> Path:
     d = cfg.distill
     acc = make_accelerator()
     with acc.main_process_first():  # one process builds the sub-image cache, the others reuse it
-        store = SubImageStore.build(cfg.data)
+        store = group_store(SubImageStore.build(cfg.data), cfg)  # classes, or class-agnostic matching units
     path = checkpoint_path(d.output_dir)
     state = load_checkpoint(path, cfg, store.fingerprint) if d.resume and path.is_file() else None
     if state is not None and state.images.shape[0] != store.num_classes * d.ipc:
@@ -243,11 +254,11 @@ def _write_set(cfg: DistillJobConfig, store, final: DistillState, out: Path, sou
     from hf_srdistill.distill.export import real_set_sizes
 
     d = cfg.distill
-    labels = [c for c in range(store.num_classes) for _ in range(d.ipc)]
-    ipc_index = [i for _ in range(store.num_classes) for i in range(d.ipc)]
-    extra = {"kind": "distilled", "iterations": final.iteration, "processes": world}
-    write_image_set(out, final.images, labels, store.class_names, ipc_index, cfg, extra=extra,
-                    real_sizes=real_set_sizes(store, cfg.data), source=source, wall_time_s=final.wall_time_s)
+    labels, ipc_index, names, grouping = set_layout(store, d.ipc)
+    extra = {"kind": "distilled", "iterations": final.iteration, "processes": world, "grouping": grouping}
+    write_image_set(out, final.images, labels, names, ipc_index, cfg, extra=extra,
+                    real_sizes=real_set_sizes(real_store(store), cfg.data), source=source,
+                    wall_time_s=final.wall_time_s)
     # one row per class when ipc > 1, else up to 8 classes per row; at most 64 classes shown
     ncol = d.ipc if d.ipc > 1 else min(8, store.num_classes)
     save_png(grid(final.images[: 64 * d.ipc], ncol=ncol), out / "samples.png")
