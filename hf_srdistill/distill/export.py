@@ -25,12 +25,12 @@ from PIL import Image
 
 from hf_srdistill.configio import dump_yaml
 from hf_srdistill.data import imresize
-from hf_srdistill.io import atomic_path, write_json, write_text
+from hf_srdistill.io import atomic_path, read_json, write_json, write_text
 
 PARQUET = Path("data") / "train-00000-of-00001.parquet"
 LR_SCALES = (2, 4)
-# above this many real pixels (~250 DIV2K sub-images) PNG bytes are estimated from a sample
-EXACT_PNG_PIXELS = 60_000_000
+# above this many real pixels (~90 DIV2K sub-images) PNG bytes are estimated from a sample
+EXACT_PNG_PIXELS = 20_000_000
 PNG_SAMPLE = 64
 
 
@@ -152,15 +152,22 @@ def real_set_sizes(store, data_cfg) -> dict:
     """Size of the real training data: all sub-images, and the original photos.
 
     Sub-images are crop_size squares (BasicSR's grid shifts the last crop inside the
-    border), so their pixels need no decoding; the photos are decoded once each.
+    border), so their pixels need no decoding; the photos are decoded once each. The result
+    is cached next to the sub-image cache, keyed by the store's fingerprint, because every
+    set written from the same data (distilled and baselines) reports against it.
     """
+    cache = Path(data_cfg.cache_dir).expanduser() / "size_stats" / f"{store.fingerprint}.json"
+    if cache.is_file():
+        return read_json(cache)
     subs = store.all_subimages()
     crop = data_cfg.crop_size
     size_of = getattr(store, "source_size", None) or (lambda c: store.source_image(c).shape[:2])
     shapes = [tuple(size_of(c)) for c in range(store.num_classes)]
-    return {"subimages": _sizes(len(subs), subs.__getitem__, lambda i: crop * crop, seed=0),
-            "originals": _sizes(store.num_classes, store.source_image, lambda c: shapes[c][0] * shapes[c][1],
-                                seed=0)}
+    sizes = {"subimages": _sizes(len(subs), subs.__getitem__, lambda i: crop * crop, seed=0),
+             "originals": _sizes(store.num_classes, store.source_image, lambda c: shapes[c][0] * shapes[c][1],
+                                 seed=0)}
+    write_json(cache, sizes)
+    return sizes
 
 
 def _write_provenance(folder: Path, cfg: Any, source: dict | None, wall_time_s: float | None,

@@ -1,0 +1,153 @@
+"""The distillation loop: reruns, resume, the NaN guard, 2 processes, pretrained reference, baselines."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from hf_srdistill.configio import dump_yaml
+from hf_srdistill.distill import DistillationDiverged, distill, make_baseline_set
+from hf_srdistill.distill import loop as loop_mod
+from hf_srdistill.distill.checkpoint import checkpoint_path, load_checkpoint
+from hf_srdistill.distill.synthetic import init_images
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _state(folder) -> dict[str, torch.Tensor]:
+    return load_file(str(checkpoint_path(folder)))
+
+
+def _with(cfg, **distill):
+    return dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, **distill))
+
+
+def test_run_writes_a_loadable_set_and_reruns_are_identical(tiny_job, tmp_path):
+    from datasets import load_dataset
+
+    cfg = tiny_job()
+    folder = distill(cfg)
+    ds = load_dataset(str(folder), split="train")
+    assert len(ds) == 6 and ds["label"] == [0, 0, 1, 1, 2, 2] and ds["ipc_index"] == [0, 1] * 3
+    with Image.open(folder / "evolution.png") as evo, Image.open(folder / "samples.png") as samples:
+        assert evo.size[0] > samples.size[0] // 2 and samples.size[0] > 2 * 32
+    state = _state(folder)
+    assert state["snapshot_iters"].tolist() == [0, 1, 2, 3]  # the final snapshot is added at export
+    init = init_images(cfg.distill, _store(cfg), [0, 1, 2])
+    assert (state["images"] - init).abs().max() > 1e-4  # distillation moved the pixels
+    assert 0 <= float(state["images"].min()) and float(state["images"].max()) <= 1
+
+    again = distill(_with(cfg, output_dir=str(tmp_path / "again")))
+    assert torch.equal(_state(again)["images"], state["images"])
+    assert torch.equal(_state(again)["momentum"], state["momentum"])
+
+
+def _store(cfg):
+    from hf_srdistill.data.grouped import SubImageStore
+
+    return SubImageStore.build(cfg.data)
+
+
+def test_resume_equals_an_uninterrupted_run(tiny_job, tmp_path):
+    cfg = tiny_job()
+    whole = _state(distill(_with(cfg, output_dir=str(tmp_path / "whole"))))
+    part = _with(cfg, output_dir=str(tmp_path / "part"), iterations=2)
+    distill(part)  # "interrupted" after iteration 2 (its checkpoint)
+    resumed = _state(distill(_with(cfg, output_dir=part.distill.output_dir, resume=True)))
+    assert torch.equal(resumed["images"], whole["images"])
+    assert torch.equal(resumed["momentum"], whole["momentum"])
+    assert torch.equal(resumed["snapshots"], whole["snapshots"])
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tiny_job, tmp_path):
+    from hf_srdistill.configio import ConfigError
+
+    cfg = _with(tiny_job(), iterations=2)
+    distill(cfg)
+    with pytest.raises(ConfigError, match="lr_img"):
+        distill(_with(cfg, lr_img=0.5, resume=True))
+
+
+def test_non_finite_loss_saves_the_last_good_state_and_names_iteration_and_class(tiny_job, monkeypatch):
+    cfg = tiny_job()
+    real_match = loop_mod.match_and_backward
+    calls = {"n": 0}
+
+    def poisoned(model, syn, real, *args, **kw):
+        out = real_match(model, syn, real, *args, **kw)
+        calls["n"] += 1
+        # 2 matching steps per iteration, classes chunked [0, 1] then [2]: call 9 = iteration 2, first chunk
+        if calls["n"] == 9:
+            out = out.clone()
+            out[1] = float("nan")
+        return out
+
+    monkeypatch.setattr(loop_mod, "match_and_backward", poisoned)
+    with pytest.raises(DistillationDiverged, match=r"iteration 2, class 1 \('chelsea'\), matching step 0"):
+        distill(cfg)
+    state = load_checkpoint(checkpoint_path(cfg.distill.output_dir), cfg, _store(cfg).fingerprint)
+    assert state.iteration == 2
+    assert torch.isfinite(state.images).all()
+    assert not (Path(cfg.distill.output_dir) / "data").exists()
+    # the saved state is the one an honest run had after 2 iterations
+    monkeypatch.setattr(loop_mod, "match_and_backward", real_match)
+    honest = distill(_with(cfg, iterations=2, output_dir=cfg.distill.output_dir + "_honest"))
+    assert torch.equal(_state(honest)["images"], state.images)
+
+
+def test_pretrained_reference_and_other_distances_run(tiny_job, tmp_path):
+    from hf_srdistill.models import build_model
+
+    cfg = tiny_job(iterations=1, ipc=1, distance="layerwise", init="noise")
+    build_model(cfg.distill.reference).save_pretrained(tmp_path / "ref")
+    folder = distill(_with(cfg, reference_path=str(tmp_path / "ref")))
+    assert _state(folder)["images"].shape == (3, 3, 32, 32)
+
+
+def test_two_processes_give_the_same_set_as_one(tiny_job, tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` on CPU: a real 2-process gloo group."""
+    cfg = tiny_job(iterations=3, classes_per_step=1)
+    one = _state(distill(cfg))
+    config = tmp_path / "tiny.yaml"
+    two_dir = tmp_path / "two"
+    config.write_text(dump_yaml(_with(cfg, output_dir=str(two_dir))))
+    launcher = Path(sys.executable).with_name("accelerate")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                           "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "scripts" / "distill.py"),
+                           "--config", str(config)], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    assert json.loads((two_dir / "provenance.json").read_text())["extra"]["processes"] == 2
+    two = _state(two_dir)
+    assert float((two["images"] - one["images"]).abs().max()) <= 1e-4
+    assert torch.equal(two["snapshots"], one["snapshots"])
+
+
+@pytest.mark.parametrize("kind", ["downscaled", "random"])
+def test_baseline_sets_are_the_undistilled_starts(tiny_job, kind):
+    from datasets import load_dataset
+
+    cfg = tiny_job()
+    folder = make_baseline_set(kind, cfg)
+    ds = load_dataset(str(folder), split="train")
+    start = init_images(dataclasses.replace(cfg.distill, init={"downscaled": "downscaled", "random": "real"}[kind]),
+                        _store(cfg), [0, 1, 2])
+    want = (start.clamp(0, 1) * 255 + 0.5).floor().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    got = np.stack([np.asarray(im) for im in ds["hr"]])
+    assert np.array_equal(got, want)
+    import json
+
+    assert json.loads((folder / "provenance.json").read_text())["extra"]["kind"] == kind
+    with pytest.raises(ValueError, match="unknown baseline set 'coreset'"):
+        make_baseline_set("coreset", cfg)
