@@ -183,10 +183,16 @@ def launch_two_processes(cfg: DistillJobConfig, config_file: Path) -> None:
 
 
 def test_dm_two_processes_give_the_same_set_as_one(cache, tmp_path):
-    cfg = job(cache, tmp_path / "one", iterations=3, classes_per_step=1)
-    one = state(distill(cfg))
-    launch_two_processes(with_(cfg, output_dir=str(tmp_path / "two")), tmp_path / "two.yaml")
+    """Class-agnostic k-means units (5 units over 2 pseudo-classes) sharded 2 + 3: one run covers
+    the DM step, the sharding of units, and pseudo-classes computed by the main process (this
+    clustering is not cached yet) and read by the other."""
+    from hf_srdistill.config import ClusterConfig
+
+    cfg = job(cache, tmp_path / "two", iterations=3, classes_per_step=1, ipc=1, grouping="kmeans", num_images=5,
+              seed=11, clusters=ClusterConfig(num_clusters=2))
+    launch_two_processes(cfg, tmp_path / "two.yaml")
     assert json.loads((tmp_path / "two" / "provenance.json").read_text())["extra"]["processes"] == 2
     two = state(tmp_path / "two")
+    one = state(distill(with_(cfg, output_dir=str(tmp_path / "one"))))
     assert float((two["images"] - one["images"]).abs().max()) <= 1e-4
     assert torch.equal(two["snapshots"], one["snapshots"])
