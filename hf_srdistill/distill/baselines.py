@@ -6,6 +6,8 @@
   initialisation), the equal-budget random subset.
 
 Training reads every set through the same path, so the comparison is of sets only.
+Class-agnostic configs (``distill.grouping``) get baselines of their own size and layout:
+their matching units stand in for classes.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import time
 from pathlib import Path
 
 from hf_srdistill.config import DistillJobConfig
+from hf_srdistill.distill.class_agnostic import group_store, initial_images, real_store, set_layout
 from hf_srdistill.distill.export import real_set_sizes, write_image_set
-from hf_srdistill.distill.synthetic import init_images
 
 BASELINES = {"downscaled": "downscaled", "random": "real"}
 
@@ -29,14 +31,13 @@ def make_baseline_set(kind: str, cfg: DistillJobConfig, store=None, folder: str 
     from hf_srdistill.provenance import describe_source
 
     t0 = time.time()
-    store = store if store is not None else SubImageStore.build(cfg.data)
+    store = group_store(store if store is not None else SubImageStore.build(cfg.data), cfg)
     d = dataclasses.replace(cfg.distill, init=BASELINES[kind])
-    k = store.num_classes
-    images = init_images(d, store, list(range(k)))
+    images = initial_images(d, store, list(range(store.num_classes)))
     out = Path(folder if folder is not None else cfg.distill.output_dir)
     job = dataclasses.replace(cfg, distill=d)
-    write_image_set(out, images, [c for c in range(k) for _ in range(d.ipc)], store.class_names,
-                    [i for _ in range(k) for i in range(d.ipc)], job, extra={"kind": kind},
-                    real_sizes=real_set_sizes(store, cfg.data), source=describe_source(cfg.data, store.fingerprint),
-                    wall_time_s=time.time() - t0)
+    labels, ipc_index, names, grouping = set_layout(store, d.ipc)
+    write_image_set(out, images, labels, names, ipc_index, job, extra={"kind": kind, "grouping": grouping},
+                    real_sizes=real_set_sizes(real_store(store), cfg.data),
+                    source=describe_source(cfg.data, store.fingerprint), wall_time_s=time.time() - t0)
     return out

@@ -105,7 +105,7 @@ def allocate(units: int, sizes: list[int]) -> list[int]:
 def group_store(store, cfg: DistillJobConfig):
     """``store`` itself for grouping=class, else a :class:`PooledStore` of matching units."""
     d = cfg.distill
-    if d.grouping == "class":
+    if d.grouping == "class" or isinstance(store, PooledStore):
         return store
     units = d.num_images // d.ipc
     info = {"grouping": d.grouping, "num_images": d.num_images, "images_per_unit": d.ipc, "units": units}

@@ -142,6 +142,21 @@ def test_global_set_of_any_size_is_written_and_loads(cache, tmp_path, objective)
     assert sizes["synthetic"]["images"] == 5 and sizes["originals"]["images"] == 3
 
 
+@pytest.mark.parametrize("kind", ["downscaled", "random"])
+def test_baselines_of_a_class_agnostic_config_have_its_size_and_start(cache, tmp_path, kind):
+    from datasets import load_dataset
+
+    from hf_srdistill.distill import make_baseline_set
+
+    cfg = job(cache, tmp_path / kind, grouping="global", num_images=5)
+    ds = load_dataset(str(make_baseline_set(kind, cfg)), split="train")
+    start = initial_images(dataclasses.replace(cfg.distill, init={"downscaled": "downscaled", "random": "real"}[kind]),
+                           group_store(store_of(cfg), cfg), list(range(5)))
+    want = (start.clamp(0, 1) * 255 + 0.5).floor().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(np.stack([np.asarray(im) for im in ds["hr"]]), want)
+    assert ds.features["label"].names == ["global"] and ds["ipc_index"] == [0, 1, 2, 3, 4]
+
+
 def test_kmeans_set_labels_pseudo_classes_and_resume_is_exact(cache, tmp_path):
     from datasets import load_dataset
 
