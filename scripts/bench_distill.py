@@ -2,6 +2,7 @@
 
     python scripts/bench_distill.py                      # 8/32/128 classes, IPC 1 and 10
     python scripts/bench_distill.py --classes 8 --ipc 1 --repeats 1 --size 48   # quick
+    python scripts/bench_distill.py --threads 1 --size 48   # as measured for the README table
 
 For every (classes, IPC) it times one full matching step (real gradients, synthetic
 gradients with create_graph, distance, backward into the pixels) with each path, and prints:
@@ -13,8 +14,9 @@ FLOPs are counted from the model with ``models.count_conv_flops`` (conv layers, 
 multiply-add = 2 FLOPs) for one forward pass of one image, times a stated factor per image:
 3 for a real image (forward, input-gradient, weight-gradient) and 8 for a synthetic image
 (the same 3, then the double backward through both gradient convolutions, 4, and the
-input-gradient back through the forward, 1). ``--count-flops`` cross-checks the factor with
-``torch.utils.flop_counter`` on the executed ops of the loop path.
+input-gradient back through the forward, 1). The first layer needs no input-gradient for
+real images, so this overstates a little; ``torch.utils.flop_counter`` on the loop path counts
+the executed FLOPs, both are printed, and GFLOP/s uses the smaller (no flattering).
 
 Memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the process RSS sampled every
 2 ms by a background thread (torch's CPU allocator is invisible to tracemalloc, and
@@ -24,9 +26,9 @@ ru_maxrss cannot be reset between measurements), minus the RSS just before the c
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
-import statistics
 import threading
 import time
 
@@ -38,6 +40,12 @@ from hf_srdistill.distill.matching import match_and_backward
 from hf_srdistill.models import build_model, count_conv_flops
 
 REAL_FACTOR, SYN_FACTOR = 3, 8
+# path name -> (batched, real_chunk) for a device; "batched" is what the loop runs
+PATHS = {
+    "loop": lambda dev: (False, None),
+    "batched": lambda dev: (True, None if dev.type == "cuda" else 1),
+    "vmap-all": lambda dev: (True, None),
+}
 
 
 class PeakRSS:
@@ -70,7 +78,7 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def conv_peak(device, repeats: int) -> tuple[float, str]:
+def conv_peak(device, repeats: int, clock) -> tuple[float, str]:
     """Best GFLOP/s of a few large dense conv2d forwards (the achievable convolution peak)."""
     shapes = [(32, 64, 96, 64, 3), (16, 64, 96, 32, 5), (64, 128, 64, 128, 3)]
     best, best_desc = 0.0, ""
@@ -82,42 +90,43 @@ def conv_peak(device, repeats: int) -> tuple[float, str]:
         sync(device)
         times = []
         for _ in range(max(3, repeats)):
-            t = time.perf_counter()
+            t = clock()
             torch.nn.functional.conv2d(x, w, padding=k // 2)
             sync(device)
-            times.append(time.perf_counter() - t)
+            times.append(clock() - t)
         g = flops / min(times) / 1e9
         if g > best:
             best, best_desc = g, f"conv {n}x{cin}x{hw}x{hw} -> {cout}, {k}x{k}"
     return best, best_desc
 
 
-def one_step(model, syn0, real, scale, batched, cps, device):
+def one_step(model, syn0, real, scale, path, cps, device):
+    """One matching step; returns (wall s, process-CPU s, peak bytes, pixel gradient)."""
     leaf = syn0.clone().requires_grad_(True)
     k, ipc = real.shape[0], syn0.shape[0] // real.shape[0]
+    batched, real_chunk = PATHS[path](device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     sync(device)
     with PeakRSS() as mem:
-        t = time.perf_counter()
-        match_and_backward(model, leaf.view(k, ipc, *syn0.shape[1:]), real, scale, "cos", cps, batched)
+        t, c = time.perf_counter(), time.process_time()
+        match_and_backward(model, leaf.view(k, ipc, *syn0.shape[1:]), real, scale, "cos", cps, batched, real_chunk)
         sync(device)
-        dt = time.perf_counter() - t
+        dt, dc = time.perf_counter() - t, time.process_time() - c
     peak = torch.cuda.max_memory_allocated() - base if device.type == "cuda" else mem.delta
-    return dt, peak, leaf.grad.detach()
+    return dt, dc, peak, leaf.grad.detach()
 
 
-def measure_factor(model, scale, size, batch_real):
+def executed_flops(model, scale, size, batch_real, ipc) -> int:
+    """FLOPs torch's flop counter sees in one class-matching of the per-class loop (CPU)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     real = torch.rand(1, batch_real, 3, size, size)
-    syn = torch.rand(1, 3, size, size).requires_grad_(True)
-    per_image = count_conv_flops(model, (1, 3, size // scale, size // scale))
+    syn = torch.rand(ipc, 3, size, size).requires_grad_(True)
     with FlopCounterMode(display=False) as fc:
-        match_and_backward(model, syn.view(1, 1, 3, size, size), real, scale, "cos", 1, batched=False)
-    total = fc.get_total_flops()
-    return total / per_image, REAL_FACTOR * batch_real + SYN_FACTOR
+        match_and_backward(model, syn.view(1, ipc, 3, size, size), real, scale, "cos", 1, batched=False)
+    return fc.get_total_flops()
 
 
 def main(argv=None) -> None:
@@ -134,7 +143,10 @@ def main(argv=None) -> None:
     p.add_argument("--loop-max-classes", type=int, default=128, help="skip the loop above this (slow)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--count-flops", action="store_true", help="check the FLOP factor with flop_counter")
+    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    p.add_argument("--clock", choices=["wall", "cpu"], default=None,
+                   help="time base of GFLOP/s and matchings/s (default: wall on GPU, process CPU time on "
+                        "CPU, which stays meaningful when other jobs share the cores)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
 
@@ -146,49 +158,64 @@ def main(argv=None) -> None:
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     per_image = count_conv_flops(model, (1, 3, args.size // args.scale, args.size // args.scale))
-    peak, peak_desc = conv_peak(device, args.repeats)
+    clock_name = args.clock or ("wall" if device.type == "cuda" else "cpu")
+    clock = time.perf_counter if clock_name == "wall" else time.process_time
+    peak, peak_desc = conv_peak(device, args.repeats, clock)
     hw = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     print(f"machine: {hw}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {device}")
-    print(f"dense-conv peak: {peak:.1f} GFLOP/s ({peak_desc})")
+    print(f"dense-conv peak: {peak:.1f} GFLOP/s ({peak_desc}; {clock_name} clock)")
+    print(f"load average before the run: {os.getloadavg()[0]:.2f}")
     print(f"model: {args.model} (features {args.num_features or 'published'}), x{args.scale}, "
           f"{per_image / 1e9:.3f} GFLOP per {args.size}px forward; factors real {REAL_FACTOR}, synthetic {SYN_FACTOR}")
-    if args.count_flops:
-        measured, stated = measure_factor(model.cpu(), args.scale, args.size, args.batch_real)
-        model.to(device)
-        print(f"flop_counter on the loop path (1 class, {args.batch_real} real + 1 synthetic): "
-              f"{measured:.1f} forward-equivalents executed vs {stated} stated")
-    head = (f"{'classes':>7} {'ipc':>4} {'path':>7} {'match/s':>9} {'s/step':>8} {'peak MB':>9} "
-            f"{'GFLOP/s':>8} {'% peak':>7} {'speedup':>8} {'max rel grad diff':>18}")
+    counted = {}
+    for ipc in args.ipc:
+        stated = per_image * (REAL_FACTOR * args.batch_real + SYN_FACTOR * ipc)
+        counted[ipc] = executed_flops(copy.deepcopy(model).cpu(), args.scale, args.size, args.batch_real, ipc)
+        print(f"FLOPs per class-matching, IPC {ipc}: stated {stated / 1e9:.2f} GFLOP (forward x "
+              f"({REAL_FACTOR} x {args.batch_real} real + {SYN_FACTOR} x {ipc} synthetic)), executed "
+              f"{counted[ipc] / 1e9:.2f} GFLOP (torch.utils.flop_counter on the loop); GFLOP/s below use "
+              f"the smaller")
+    head = (f"{'classes':>7} {'ipc':>4} {'path':>8} {'match/s':>9} {'wall s':>8} {'cpu s':>8} {'peak MB':>9} "
+            f"{'GFLOP/s':>8} {'% peak':>7} {'vs loop':>8} {'max rel grad diff':>18}")
     print(head + "\n" + "-" * len(head), flush=True)
     for ipc in args.ipc:
         for k in args.classes:
             gen = torch.Generator().manual_seed(k * 100 + ipc)
             real = torch.rand(k, args.batch_real, 3, args.size, args.size, generator=gen).to(device)
             syn = torch.rand(k * ipc, 3, args.size, args.size, generator=gen).to(device)
-            flops = k * per_image * (REAL_FACTOR * args.batch_real + SYN_FACTOR * ipc)
+            flops = k * min(counted[ipc], per_image * (REAL_FACTOR * args.batch_real + SYN_FACTOR * ipc))
             cps = min(k, args.classes_per_step)
             rows, grads = {}, {}
-            paths = [("loop", False), ("batched", True)] if k <= args.loop_max_classes else [("batched", True)]
-            for name, batched in paths:
+            paths = [q for q in args.paths if q != "loop" or k <= args.loop_max_classes]
+            for name in paths:
                 # warm-up on the chunk size: first calls pay for kernel selection and allocation
-                one_step(model, syn[: cps * ipc], real[:cps], args.scale, batched, cps, device)
-                runs = [one_step(model, syn, real, args.scale, batched, cps, device) for _ in range(args.repeats)]
-                best = min(r[0] for r in runs)
-                rows[name] = (best, max(r[1] for r in runs), statistics.median(r[0] for r in runs))
-                grads[name] = runs[-1][2]
-            diff = ""
-            if len(grads) == 2:
-                g0, g1 = grads["loop"], grads["batched"]
-                diff = f"{float((g0 - g1).abs().max() / g0.abs().max().clamp_min(1e-30)):.2e}"
-            for name, (best, mem, _) in rows.items():
-                gf = flops / best / 1e9
-                speed = f"{rows['loop'][0] / best:.2f}x" if "loop" in rows and name == "batched" else ""
-                print(f"{k:>7} {ipc:>4} {name:>7} {k / best:>9.2f} {best:>8.2f} {mem / 2**20:>9.0f} "
-                      f"{gf:>8.1f} {100 * gf / peak:>6.1f}% {speed:>8} {diff if name == 'batched' else '':>18}",
-                      flush=True)
-    print(f"\nbest of {args.repeats} timed steps each (after one warm-up); batched path chunks "
-          f"{args.classes_per_step} classes per vmap call.")
+                one_step(model, syn[: cps * ipc], real[:cps], args.scale, name, cps, device)
+            runs: dict[str, list] = {name: [] for name in paths}
+            for _ in range(args.repeats):  # interleaved, so drifting load hits every path alike
+                for name in paths:
+                    runs[name].append(one_step(model, syn, real, args.scale, name, cps, device))
+            for name in paths:
+                best = min(runs[name], key=lambda r: r[1] if clock_name == "cpu" else r[0])
+                rows[name] = (best[0], best[1], max(r[2] for r in runs[name]))
+                grads[name] = runs[name][-1][3]
+            for name, (wall, cpu, mem) in rows.items():
+                t = cpu if clock_name == "cpu" else wall
+                gf = flops / t / 1e9
+                ref = rows.get("loop")
+                speed = f"{(ref[1] if clock_name == 'cpu' else ref[0]) / t:.2f}x" if ref and name != "loop" else ""
+                diff = ""
+                if "loop" in grads and name != "loop":
+                    g0 = grads["loop"]
+                    diff = f"{float((g0 - grads[name]).abs().max() / g0.abs().max().clamp_min(1e-30)):.2e}"
+                print(f"{k:>7} {ipc:>4} {name:>8} {k / t:>9.2f} {wall:>8.2f} {cpu:>8.2f} {mem / 2**20:>9.0f} "
+                      f"{gf:>8.1f} {100 * gf / peak:>6.1f}% {speed:>8} {diff:>18}", flush=True)
+    print(f"\nbest of {args.repeats} timed steps each, paths interleaved ({clock_name} clock, after one "
+          f"warm-up); "
+          f"{args.classes_per_step} classes per chunk. batched = the loop's default (real gradients "
+          f"vmapped {'over the chunk' if device.type == 'cuda' else 'one class at a time on CPU'}, synthetic "
+          f"ones over the chunk); vmap-all = both over the whole chunk. match/s, GFLOP/s and vs-loop use "
+          f"the {clock_name} clock.")
 
 
 if __name__ == "__main__":

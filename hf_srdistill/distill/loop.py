@@ -23,17 +23,18 @@ treats them as classes.
 from __future__ import annotations
 
 import copy
-import logging
 import math
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from hf_srdistill.accel import make_accelerator, seed_for
 from hf_srdistill.config import DistillJobConfig
+from hf_srdistill.configio import ConfigError
 from hf_srdistill.data import imresize
 from hf_srdistill.distill.checkpoint import DistillState, checkpoint_path, load_checkpoint, save_checkpoint
 from hf_srdistill.distill.class_agnostic import group_store, initial_images, real_store, set_layout
@@ -42,8 +43,6 @@ from hf_srdistill.distill.export import write_image_set
 from hf_srdistill.distill.figures import evolution_figure, grid, save_png, thumbnail
 from hf_srdistill.distill.matching import match_and_backward
 from hf_srdistill.distill.synthetic import class_generator
-
-log = logging.getLogger(__name__)
 
 REAL_STREAM, NET_STREAM, MODEL_STREAM = 2, 3, 4
 SNAPSHOT_ROWS = 4  # classes shown in the evolution figure
@@ -103,8 +102,7 @@ class _Run:
         return torch.cat([full[r * m: r * m + (hi - lo) * self.d.ipc] for r, (lo, hi) in enumerate(self.bounds)])
 
     def momentum(self) -> torch.Tensor | None:
-        buf = self.opt.state.get(self.images, {}).get("momentum_buffer")
-        return None if buf is None else buf
+        return self.opt.state.get(self.images, {}).get("momentum_buffer")
 
     def state(self, images: torch.Tensor, momentum: torch.Tensor | None) -> DistillState:
         has_m = bool(self.acc.gather(torch.tensor([int(momentum is not None)], device=self.acc.device)).max())
@@ -126,10 +124,12 @@ class _Run:
         """Thumbnails of image 0 of a few classes, gathered from whichever process holds them."""
         if self.snapshot_iters and self.snapshot_iters[-1] == self.iteration:
             return
-        full = self.gather_rows(self.images)
+        own = [(r, thumbnail(self.images[(r - self.lo) * self.d.ipc:(r - self.lo) * self.d.ipc + 1])[0])
+               for r in self.rows if self.lo <= r < self.hi]
+        found = dict(gather_object(own) if self.acc.num_processes > 1 else own)
+        self.snapshot_iters.append(self.iteration)  # on every process: the early return above must agree
         if self.acc.is_main_process:
-            self.snapshots.append(thumbnail(full[[r * self.d.ipc for r in self.rows]]))
-            self.snapshot_iters.append(self.iteration)
+            self.snapshots.append(torch.stack([found[r] for r in self.rows]))
 
     # ---- one iteration ----------------------------------------------------------------
     def matching_step(self, model, outer: int) -> float:
@@ -219,6 +219,9 @@ def distill(cfg: DistillJobConfig) -> Path:
                          f"{store.num_classes} classes x ipc {d.ipc}")
     run = _Run(cfg, acc, store, state)
     pretrained = load_model(d.reference_path) if d.reference_path else None
+    if pretrained is not None and getattr(pretrained, "scale", d.reference.scale) != d.reference.scale:
+        raise ConfigError(f"distill.reference_path={d.reference_path} is a x{pretrained.scale} model but "
+                          f"distill.reference.scale={d.reference.scale}; set them to the same scale")
     bar = tqdm(total=d.iterations, initial=run.iteration, desc="distill", disable=not acc.is_main_process)
     while run.iteration < d.iterations:
         if run.iteration % d.snapshot_every == 0:
