@@ -18,6 +18,11 @@ input-gradient back through the forward, 1). The first layer needs no input-grad
 real images, so this overstates a little; ``torch.utils.flop_counter`` on the loop path counts
 the executed FLOPs, both are printed, and GFLOP/s uses the smaller (no flattering).
 
+Row ``dm``: the distribution-matching step (``distill.objective=dm``, default DMConfig: LR and
+HR inputs, channel means) on the same data and reference model, batched like the loop runs
+it; its FLOPs are a forward per real image and a forward plus input-gradient per synthetic
+image, for the LR and the HR input each; its "vs loop" compares with the batched GM step.
+
 Memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the process RSS sampled every
 2 ms by a background thread (torch's CPU allocator is invisible to tracemalloc, and
 ru_maxrss cannot be reset between measurements), minus the RSS just before the call.
@@ -35,7 +40,8 @@ import time
 import psutil
 import torch
 
-from hf_srdistill.config import ModelConfig
+from hf_srdistill.config import DMConfig, ModelConfig
+from hf_srdistill.distill.dm import dm_match_and_backward
 from hf_srdistill.distill.matching import match_and_backward
 from hf_srdistill.models import build_model, count_conv_flops
 
@@ -45,6 +51,7 @@ PATHS = {
     "loop": lambda dev: (False, None),
     "batched": lambda dev: (True, None if dev.type == "cuda" else 1),
     "vmap-all": lambda dev: (True, None),
+    "dm": lambda dev: (True, None if dev.type == "cuda" else 1),  # distribution matching, as the loop runs it
 }
 
 
@@ -111,7 +118,12 @@ def one_step(model, syn0, real, scale, path, cps, device):
     sync(device)
     with PeakRSS() as mem:
         t, c = time.perf_counter(), time.process_time()
-        match_and_backward(model, leaf.view(k, ipc, *syn0.shape[1:]), real, scale, "cos", cps, batched, real_chunk)
+        if path == "dm":
+            dm_match_and_backward(model, leaf.view(k, ipc, *syn0.shape[1:]), real, scale, DMConfig(), cps, batched,
+                                  real_chunk)
+        else:
+            match_and_backward(model, leaf.view(k, ipc, *syn0.shape[1:]), real, scale, "cos", cps, batched,
+                               real_chunk)
         sync(device)
         dt, dc = time.perf_counter() - t, time.process_time() - c
     peak = torch.cuda.max_memory_allocated() - base if device.type == "cuda" else mem.delta
@@ -158,6 +170,7 @@ def main(argv=None) -> None:
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     per_image = count_conv_flops(model, (1, 3, args.size // args.scale, args.size // args.scale))
+    per_image_dm = per_image + count_conv_flops(model, (1, 3, args.size, args.size))  # LR + HR input
     clock_name = args.clock or ("wall" if device.type == "cuda" else "cpu")
     clock = time.perf_counter if clock_name == "wall" else time.process_time
     peak, peak_desc = conv_peak(device, args.repeats, clock)
@@ -201,11 +214,11 @@ def main(argv=None) -> None:
                 grads[name] = runs[name][-1][3]
             for name, (wall, cpu, mem) in rows.items():
                 t = cpu if clock_name == "cpu" else wall
-                gf = flops / t / 1e9
-                ref = rows.get("loop")
+                gf = (k * per_image_dm * (args.batch_real + 2 * ipc) if name == "dm" else flops) / t / 1e9
+                ref = rows.get("batched" if name == "dm" else "loop")
                 speed = f"{(ref[1] if clock_name == 'cpu' else ref[0]) / t:.2f}x" if ref and name != "loop" else ""
                 diff = ""
-                if "loop" in grads and name != "loop":
+                if "loop" in grads and name not in ("loop", "dm"):
                     g0 = grads["loop"]
                     diff = f"{float((g0 - grads[name]).abs().max() / g0.abs().max().clamp_min(1e-30)):.2e}"
                 print(f"{k:>7} {ipc:>4} {name:>8} {k / t:>9.2f} {wall:>8.2f} {cpu:>8.2f} {mem / 2**20:>9.0f} "
@@ -215,7 +228,8 @@ def main(argv=None) -> None:
           f"{args.classes_per_step} classes per chunk. batched = the loop's default (real gradients "
           f"vmapped {'over the chunk' if device.type == 'cuda' else 'one class at a time on CPU'}, synthetic "
           f"ones over the chunk); vmap-all = both over the whole chunk. match/s, GFLOP/s and vs-loop use "
-          f"the {clock_name} clock.")
+          f"the {clock_name} clock. dm = one distribution-matching step (LR+HR inputs, channel means); its "
+          f"vs-loop column is against batched gradient matching.")
 
 
 if __name__ == "__main__":
