@@ -17,7 +17,8 @@ gathers the set and writes the folder.
 ``objective=dm`` swaps the gradient-matching step for distribution matching against the same
 fresh network (dm.py; outer_loop is 1, so the network is never trained). Class-agnostic
 groupings (class_agnostic.py) hand the loop matching units in place of photos; the loop
-treats them as classes.
+treats them as classes. ``init=latent`` optimises a generator's codes in place of the pixels
+(latent_glue.py; one process only).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from hf_srdistill.distill.class_agnostic import group_store, initial_images, rea
 from hf_srdistill.distill.dm import dm_match_and_backward
 from hf_srdistill.distill.export import write_image_set
 from hf_srdistill.distill.figures import evolution_figure, grid, save_png, thumbnail
+from hf_srdistill.distill.latent_glue import latent_synthetic, save_latent_state, write_latent_outputs
 from hf_srdistill.distill.matching import match_and_backward
 from hf_srdistill.distill.synthetic import class_generator
 
@@ -81,10 +83,15 @@ class _Run:
         self.lo, self.hi = self.bounds[acc.process_index]
         self.rows = sorted({round(x) for x in torch.linspace(0, self.k - 1, min(SNAPSHOT_ROWS, self.k)).tolist()})
         own = slice(self.lo * d.ipc, self.hi * d.ipc)
-        start = state.images[own] if state else initial_images(d, store, list(range(self.lo, self.hi)))
-        self.images = start.to(acc.device, torch.float32).clone().requires_grad_(True)
-        self.opt = torch.optim.SGD([self.images], lr=d.lr_img, momentum=d.momentum)
-        if state is not None and state.momentum is not None:
+        self.latent = latent_synthetic(cfg, acc, store, self.lo, self.hi, state is not None) \
+            if d.init == "latent" else None
+        if self.latent is not None:  # the codes are optimised; self.images is their decode, refreshed per step
+            self.images, self.opt = self.latent.images(), None
+        else:
+            start = state.images[own] if state else initial_images(d, store, list(range(self.lo, self.hi)))
+            self.images = start.to(acc.device, torch.float32).clone().requires_grad_(True)
+            self.opt = torch.optim.SGD([self.images], lr=d.lr_img, momentum=d.momentum)
+        if state is not None and state.momentum is not None and self.opt is not None:
             self.opt.state[self.images]["momentum_buffer"] = state.momentum[own].to(acc.device).clone()
         self.iteration = state.iteration if state else 0
         self.snapshots = list(state.snapshots) if state else []
@@ -102,7 +109,7 @@ class _Run:
         return torch.cat([full[r * m: r * m + (hi - lo) * self.d.ipc] for r, (lo, hi) in enumerate(self.bounds)])
 
     def momentum(self) -> torch.Tensor | None:
-        return self.opt.state.get(self.images, {}).get("momentum_buffer")
+        return None if self.opt is None else self.opt.state.get(self.images, {}).get("momentum_buffer")
 
     def state(self, images: torch.Tensor, momentum: torch.Tensor | None) -> DistillState:
         has_m = bool(self.acc.gather(torch.tensor([int(momentum is not None)], device=self.acc.device)).max())
@@ -117,6 +124,8 @@ class _Run:
 
     def save(self, state: DistillState) -> None:
         if self.acc.is_main_process:
+            if self.latent is not None:  # codes first: a checkpoint never points at missing codes
+                save_latent_state(self.latent, self.d.output_dir)
             save_checkpoint(checkpoint_path(self.d.output_dir), state, self.cfg, self.store.fingerprint)
         self.acc.wait_for_everyone()
 
@@ -134,7 +143,10 @@ class _Run:
     # ---- one iteration ----------------------------------------------------------------
     def matching_step(self, model, outer: int) -> float:
         d, s = self.d, self.d.image_size
-        self.opt.zero_grad(set_to_none=True)
+        if self.latent is not None:
+            self.images = self.latent.images()  # a leaf decoded without a graph: its .grad collects dL/dx
+        else:
+            self.opt.zero_grad(set_to_none=True)
         syn = self.images.view(-1, d.ipc, 3, s, s)
         losses = []
         for c0 in range(self.lo, self.hi, d.classes_per_step):
@@ -151,9 +163,13 @@ class _Run:
         loss = torch.cat(losses) if losses else torch.zeros(0, device=self.acc.device)
         bad = self._first_bad(loss, "matching loss")
         if bad is None:
-            with torch.no_grad():
-                self.opt.step()
-                self.images.clamp_(0, 1)
+            if self.latent is not None:
+                self.latent.step(self.images)  # dL/dx back through the decoder, chunk by chunk
+                self.images = self.latent.images()
+            else:
+                with torch.no_grad():
+                    self.opt.step()
+                    self.images.clamp_(0, 1)
             per_class = self.images.detach().view(self.hi - self.lo, d.ipc * 3 * s * s).sum(1)
             bad = self._first_bad(per_class, "pixels")
         if bad is not None:
@@ -234,6 +250,9 @@ def distill(cfg: DistillJobConfig) -> Path:
                 if outer < d.outer_loop - 1:
                     run.train_reference(model, outer)
         except DistillationDiverged as err:
+            if run.latent is not None:  # the codes may already hold this iteration's steps: keep the last checkpoint
+                raise DistillationDiverged(f"{err}; resume from the last checkpoint in {path}: lower "
+                                           "distill.latent.lr_latent or change the distance") from None
             run.save(run.state(*good))
             raise DistillationDiverged(f"{err}; the last good state (iteration {run.iteration}) is saved in "
                                        f"{path}: lower distill.lr_img or change the distance") from None
@@ -248,7 +267,10 @@ def distill(cfg: DistillJobConfig) -> Path:
     final = run.state(run.images, run.momentum())
     out = Path(d.output_dir)
     if acc.is_main_process:
-        _write_set(cfg, store, final, out, describe_source(cfg.data, store.fingerprint), acc.num_processes)
+        source = describe_source(cfg.data, store.fingerprint)
+        _write_set(cfg, store, final, out, source, acc.num_processes)
+        if run.latent is not None:
+            write_latent_outputs(cfg, store, run.latent, out, source)
     acc.wait_for_everyone()
     return out
 
