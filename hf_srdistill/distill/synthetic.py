@@ -81,8 +81,10 @@ def init_class_images(cfg: DistillConfig, store, cls: int) -> Tensor:
     if cfg.init == "real":
         return store.sample_patches(cls, cfg.ipc, s, gen).float()
     if cfg.init == "latent":
-        raise ConfigError("distill.init=latent needs a latent backend (the latent-distillation issue); "
-                          "none is available in this version: use noise, downscaled or real")
+        # the loop builds latent sets itself (distill/latent_glue.py), from the pixel init
+        # named by distill.latent.init_from; a latent init never reaches this function
+        raise ConfigError("distill.init=latent is decoded by the latent backend: ask for the pixel "
+                          "start with distill.latent.init_from (noise, downscaled or real)")
     raise ConfigError(f"distill.init: unknown {cfg.init!r}")
 
 
