@@ -3,12 +3,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from hf_srdistill.data import imresize, load_test_set
 from hf_srdistill.data.images import mod_crop, to_tensor, to_uint8
-from hf_srdistill.evaluate import (bicubic_upscaler, comparison_grid, evaluate_many, evaluate_upscaler,
-                                   format_table, make_lr, write_results)
+from hf_srdistill.evaluate import (bicubic_upscaler, comparison_grid, evaluate_many, evaluate_upscaler, make_lr,
+                                   write_results)
 from hf_srdistill.metrics import psnr
 
 

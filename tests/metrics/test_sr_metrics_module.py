@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from hf_srdistill.metrics import SR_METRICS_PATH, psnr, ssim
+from hf_srdistill.metrics import psnr, ssim
 
 SCRIPT = r"""
 import json, socket, sys
