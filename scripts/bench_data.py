@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         out = subprocess.run([sys.executable, __file__, "--crop-size", str(args.crop_size), "--step", str(args.step),
                               "--worker", str(folder), str(cache)], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        shutil.rmtree(cache, ignore_errors=True)  # DIV2K-sized caches take GBs
     print(f"machine: {machine()}")
     print(f"photos {args.width}x{args.height} PNG, sub-images {args.crop_size} px stride {args.step}, "
           "one fresh process per row\n")

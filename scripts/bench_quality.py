@@ -53,6 +53,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--distill-config", default=str(DEFAULT_CONFIG), help="DistillJobConfig YAML of the 'distilled' row")
     p.add_argument("--extra", action="append", default=[], metavar="NAME=CONFIG", help="another distilled row")
+    p.add_argument("--extra-override", action="append", default=[], metavar="NAME:KEY=VALUE",
+                   help="dotted override for one --extra row only, e.g. dc100:distill.iterations=100")
     p.add_argument("--distill-override", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override applied to every distillation config (and so to the baselines' budget)")
     p.add_argument("--sets", nargs="+", default=list(BASELINES), choices=BASELINES, help="baseline rows")
@@ -98,11 +100,17 @@ def judge_models(args) -> list[ModelConfig]:
 def distill_jobs(args) -> dict[str, DistillJobConfig]:
     overrides = [o if o.startswith("--") else f"--{o}" for o in args.distill_override]
     jobs = {"distilled": load_config(DistillJobConfig, args.distill_config, overrides)}
+    own: dict[str, list[str]] = {}
+    for item in args.extra_override:
+        name, _, override = item.partition(":")
+        own.setdefault(name, []).append(override if override.startswith("--") else f"--{override}")
     for item in args.extra:
         name, _, path = item.partition("=")
         if not path or name in jobs or name in BASELINES:
             raise SystemExit(f"--extra {item!r}: expected a new NAME=CONFIG")
-        jobs[name] = load_config(DistillJobConfig, path, overrides)
+        jobs[name] = load_config(DistillJobConfig, path, overrides + own.pop(name, []))
+    if own:
+        raise SystemExit(f"--extra-override for unknown rows: {sorted(own)}")
     first = jobs["distilled"]
     for name, job in jobs.items():  # an honest comparison: one data source, one budget
         d = job.distill
