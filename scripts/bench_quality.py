@@ -11,8 +11,9 @@ image size: ``downscaled`` (the distillation's own initialisation, iteration 0),
 (ipc random real crops per class) and ``coreset`` (the ipc crops per class an SRCNN finds
 hardest). Every (set, judge, scale, seed) is trained with one recipe — same model, steps,
 batch, patch size, learning rate and schedule — and evaluated on the same held-out photos
-(PSNR/SSIM on Y, border = scale). Seeds vary the judge's initialisation and sample order;
-``--vary-distill-seed`` also rebuilds every set with that seed (distillation, random crops,
+(PSNR/SSIM on Y, border = scale). Every row has the same number of synthetic images and
+image side (class-agnostic rows: ``distill.num_images`` = classes x ipc of the first row).
+Seeds vary the judge's initialisation and sample order; ``--vary-distill-seed`` also rebuilds every set with that seed (distillation, random crops,
 coreset scorer). Sets are built once and judged at every scale (the reference scale of the
 distillation is the config's) unless ``--distill-per-scale``.
 
@@ -113,11 +114,20 @@ def distill_jobs(args) -> dict[str, DistillJobConfig]:
         raise SystemExit(f"--extra-override for unknown rows: {sorted(own)}")
     first = jobs["distilled"]
     for name, job in jobs.items():  # an honest comparison: one data source, one budget
-        d = job.distill
-        if job.data != first.data or (d.ipc, d.image_size) != (first.distill.ipc, first.distill.image_size):
-            raise SystemExit(f"{name}: data or budget (ipc, image_size) differs from the 'distilled' row; "
+        if job.data != first.data or set_budget(job) != set_budget(first):
+            raise SystemExit(f"{name}: data or budget (images, image_size) differs from the 'distilled' row; "
                              "compare sets of one budget")
     return jobs
+
+
+def set_budget(job: DistillJobConfig) -> tuple[int, int]:
+    """(synthetic images, image side): classes x ipc, or num_images for class-agnostic groupings."""
+    d = job.distill
+    if d.grouping != "class":
+        return d.num_images, d.image_size
+    from hf_srdistill.data.grouped import SubImageStore
+
+    return SubImageStore.build(job.data).num_classes * d.ipc, d.image_size
 
 
 def build_sets(args, jobs: dict[str, DistillJobConfig], out: Path, scale: int, seed: int) -> dict[str, str | None]:
