@@ -262,9 +262,11 @@ class DistillConfig:
     classes_per_step: int = 32
     # False = the per-class reference loop (slow; kept to check the batched path).
     batched: bool = True
-    # classes per vmap call for the real gradients; 0 = auto: 1 on CPU (oneDNN's grouped
-    # convolutions are slow there and one class's real batch fills the cores), all on GPU.
+    # classes per vmap call for the real / synthetic gradients; 0 = auto: all on a GPU; on a
+    # CPU 1 where a class has >= 8 images (its batch fills the cores; oneDNN's grouped
+    # convolutions, which vmap produces, are slow there), else all (matching.auto_chunk).
     real_chunk: int = 0
+    syn_chunk: int = 0
     checkpoint_every: int = 50
     snapshot_every: int = 10
     seed: int = 0
@@ -279,8 +281,9 @@ class DistillConfig:
                         snapshot_every=self.snapshot_every)
         if self.inner_loop < 0:
             raise ValueError(f"distill.inner_loop must be >= 0, got {self.inner_loop}")
-        if self.real_chunk < 0:
-            raise ValueError(f"distill.real_chunk must be >= 0 (0 = auto), got {self.real_chunk}")
+        for name in ("real_chunk", "syn_chunk"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"distill.{name} must be >= 0 (0 = auto), got {getattr(self, name)}")
         if self.image_size % self.reference.scale:
             raise ValueError(f"distill.image_size={self.image_size} must be divisible by the scale "
                              f"{self.reference.scale}")

@@ -43,7 +43,7 @@ from hf_srdistill.distill.dm import dm_match_and_backward
 from hf_srdistill.distill.export import write_image_set
 from hf_srdistill.distill.figures import evolution_figure, grid, save_png, thumbnail
 from hf_srdistill.distill.latent_glue import latent_synthetic, save_latent_state, write_latent_outputs
-from hf_srdistill.distill.matching import match_and_backward
+from hf_srdistill.distill.matching import auto_chunk, match_and_backward
 from hf_srdistill.distill.synthetic import class_generator
 
 REAL_STREAM, NET_STREAM, MODEL_STREAM = 2, 3, 4
@@ -97,7 +97,8 @@ class _Run:
         self.snapshots = list(state.snapshots) if state else []
         self.snapshot_iters = list(state.snapshot_iters) if state else []
         self.wall0 = (state.wall_time_s if state else 0.0) - time.time()
-        self.real_chunk = d.real_chunk or (None if acc.device.type == "cuda" else 1)
+        self.real_chunk = d.real_chunk or auto_chunk(d.batch_real, acc.device)
+        self.syn_chunk = d.syn_chunk or auto_chunk(d.ipc, acc.device)
 
     # ---- collectives ------------------------------------------------------------------
     def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
@@ -159,7 +160,8 @@ class _Run:
                                                     d.dm, d.classes_per_step, d.batched, self.real_chunk))
             else:
                 losses.append(match_and_backward(model, syn[c0 - self.lo:c1 - self.lo], real, d.reference.scale,
-                                                 d.distance, d.classes_per_step, d.batched, self.real_chunk))
+                                                 d.distance, d.classes_per_step, d.batched, self.real_chunk,
+                                                 self.syn_chunk))
         loss = torch.cat(losses) if losses else torch.zeros(0, device=self.acc.device)
         bad = self._first_bad(loss, "matching loss")
         if bad is None:

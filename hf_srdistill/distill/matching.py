@@ -77,19 +77,33 @@ def loop_class_grads(model: nn.Module, hr: Tensor, scale: int, create_graph: boo
     return [torch.stack([g[i] for g in per_class]) for i in range(len(params))]
 
 
+# on a CPU, one class's batch of at least this many images keeps the cores busy by itself
+CPU_BATCH_FILLS_CORES = 8
+
+
+def auto_chunk(images_per_class: int, device: str | torch.device) -> int | None:
+    """Classes per vmap call: all of them on a GPU; on a CPU, one when a class fills the cores.
+
+    vmap turns per-class weight gradients into grouped convolutions. A GPU needs that width;
+    oneDNN on a CPU runs grouped convolutions with few channels per group (SRCNN's RGB layers)
+    several times slower than separate ones, which only pays off where a class's own batch is
+    too small to fill the cores (IPC 1-4 synthetic images), not for 16 real patches.
+    """
+    if torch.device(device).type != "cpu":
+        return None
+    return 1 if images_per_class >= CPU_BATCH_FILLS_CORES else None
+
+
 def match_and_backward(model: nn.Module, syn: Tensor, real: Tensor, scale: int, distance: str = "cos",
                        classes_per_step: int = 32, batched: bool = True,
-                       real_chunk: int | None = None) -> Tensor:
+                       real_chunk: int | None = None, syn_chunk: int | None = None) -> Tensor:
     """Gradient-matching distances of K classes; their sum is backpropagated into ``syn``.
 
     syn: (K, ipc, 3, S, S), a view of a leaf tensor that requires grad (its ``.grad`` is
     accumulated); real: (K, B, 3, S, S). Returns the detached (K,) distances.
 
-    real_chunk: classes per vectorised call for the real gradients (None = the whole chunk).
-    vmap turns per-class weight gradients into grouped convolutions; on CPU, oneDNN runs
-    grouped convolutions with few channels per group (SRCNN's RGB layers) several times
-    slower than separate ones, while one class's real batch already fills the cores, so
-    CPU runs use 1 there and keep the small synthetic batches vectorised over all classes.
+    real_chunk / syn_chunk: classes per vectorised call for the real / synthetic gradients
+    (None = the whole chunk); :func:`auto_chunk` gives the fast choice per device.
     """
     if syn.dim() != 5 or real.dim() != 5 or syn.shape[0] != real.shape[0]:
         raise ValueError(f"expected syn (K,ipc,3,S,S) and real (K,B,3,S,S), got {tuple(syn.shape)} and "
@@ -104,7 +118,7 @@ def match_and_backward(model: nn.Module, syn: Tensor, real: Tensor, scale: int, 
             with torch.no_grad():
                 g_real = [g.detach() for g in batched_class_grads(model, real[c0:c1], scale, params, buffers,
                                                                   real_chunk)]
-            g_syn = batched_class_grads(model, syn[c0:c1], scale, params, buffers)
+            g_syn = batched_class_grads(model, syn[c0:c1], scale, params, buffers, syn_chunk)
         else:
             g_real = loop_class_grads(model, real[c0:c1], scale, create_graph=False)
             g_syn = loop_class_grads(model, syn[c0:c1], scale, create_graph=True)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from hf_srdistill.config import ModelConfig
-from hf_srdistill.distill.matching import batched_class_grads, loop_class_grads, match_and_backward
+from hf_srdistill.distill.matching import (auto_chunk, batched_class_grads, loop_class_grads,
+                                           match_and_backward)
 from hf_srdistill.models import build_model
 
 K, IPC, B, S = 3, 2, 3, 16
@@ -32,8 +33,9 @@ def _match(model, syn, real, **kw):
 def test_batched_equals_per_class_loop(setup, distance):
     model, syn, real = setup
     d_loop, g_loop = _match(model, syn, real, distance=distance, batched=False, classes_per_step=K)
-    for cps, chunk in ((K, None), (2, None), (1, None), (K, 1)):
-        d, g = _match(model, syn, real, distance=distance, batched=True, classes_per_step=cps, real_chunk=chunk)
+    for cps, real_chunk, syn_chunk in ((K, None, None), (2, None, None), (1, None, None), (K, 1, None), (K, 2, 1)):
+        d, g = _match(model, syn, real, distance=distance, batched=True, classes_per_step=cps,
+                      real_chunk=real_chunk, syn_chunk=syn_chunk)
         assert torch.allclose(d, d_loop, rtol=1e-10, atol=1e-12)
         assert torch.allclose(g, g_loop, rtol=1e-8, atol=1e-12 * float(g_loop.abs().max()))
     assert g_loop.abs().max() > 0
@@ -70,6 +72,12 @@ def test_pixel_gradient_matches_finite_differences(setup, batched):
         minus[idx] -= eps
         fd = (total(plus) - total(minus)) / (2 * eps)
         assert fd == pytest.approx(float(grad[idx]), rel=1e-4, abs=1e-9)
+
+
+def test_auto_chunk_vectorises_only_small_per_class_batches_on_cpu():
+    assert auto_chunk(16, "cpu") == 1 and auto_chunk(10, "cpu") == 1
+    assert auto_chunk(1, "cpu") is None and auto_chunk(4, "cpu") is None
+    assert auto_chunk(16, "cuda") is None
 
 
 def test_loop_and_batched_shapes(setup):
