@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,24 +12,9 @@ import torch
 
 from hf_srdistill.config import LatentConfig
 from hf_srdistill.data.imresize import imresize
+from latent_support import SUPPORT, write_tiny_pickle
 
-SUPPORT = Path(__file__).parent / "support"
 SIZE = 12  # synthetic side: the 16 px tiny StyleGAN output is bicubic-resized to it
-
-
-def write_tiny_pickle(path: Path, **kwargs) -> Path:
-    """Pickle a tiny generator whose classes live in the bare module ``tiny_stylegan_net``.
-
-    The module is imported from SUPPORT only for pickling and then forgotten, so loading
-    must go through ``latent.source_dir`` like an official StyleGAN-XL pickle.
-    """
-    sys.path.insert(0, str(SUPPORT))
-    try:
-        importlib.import_module("tiny_stylegan_net").write_pickle(str(path), **kwargs)
-    finally:
-        sys.path.remove(str(SUPPORT))
-        sys.modules.pop("tiny_stylegan_net", None)
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import torch
 from hf_srdistill.cli import main
 from hf_srdistill.latent import decode_all, load_latents
 
-from conftest import SUPPORT, write_tiny_pickle
+from latent_support import SUPPORT, write_tiny_pickle
 
 SMALL = ["--data.max_images=2", "--data.crop_size=96", "--data.step=96", "--distill.image_size=48",
          "--distill.iterations=2", "--distill.batch_real=2", "--distill.latent.chunk_size=2"]

@@ -15,7 +15,7 @@ from hf_srdistill.latent import GeneratorNotFoundError, build_backend, decode_al
 from hf_srdistill.latent import losses
 from hf_srdistill.latent.network_pickle import load_network
 
-from conftest import SUPPORT, write_tiny_pickle
+from latent_support import SUPPORT, write_tiny_pickle
 
 
 def test_loads_through_the_source_tree_only_while_unpickling(stylegan_cfg, tiny_pickle, monkeypatch) -> None:
