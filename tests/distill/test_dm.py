@@ -196,3 +196,17 @@ def test_dm_two_processes_give_the_same_set_as_one(cache, tmp_path):
     one = state(distill(with_(cfg, output_dir=str(tmp_path / "one"))))
     assert float((two["images"] - one["images"]).abs().max()) <= 1e-4
     assert torch.equal(two["snapshots"], one["snapshots"])
+
+
+@pytest.mark.slow
+def test_dm_drives_latent_codes_through_the_same_pixel_path(cache, tmp_path):
+    """init=latent: DM's pixel gradient is pushed through a (tiny, untrained) VAE decoder."""
+    from hf_srdistill.config import LatentConfig
+    from hf_srdistill.distill.latent_glue import latent_state_path
+
+    lat = LatentConfig(backend="vae", vae_channels=[8, 16], chunk_size=4, lr_latent=1.0)
+    cfg = job(cache, tmp_path / "latent", init="latent", latent=lat, iterations=2, ipc=1, lr_img=1.0)
+    out = distill(cfg)
+    final = state(out)["images"]
+    start = torch.load(latent_state_path(out), weights_only=False)["initial_images"]
+    assert final.shape == (3, 3, 32, 32) and float((final - start).abs().max()) > 1e-4
