@@ -18,10 +18,10 @@ input-gradient back through the forward, 1). The first layer needs no input-grad
 real images, so this overstates a little; ``torch.utils.flop_counter`` on the loop path counts
 the executed FLOPs, both are printed, and GFLOP/s uses the smaller (no flattering).
 
-Row ``dm``: the distribution-matching step (``distill.objective=dm``, default DMConfig: LR and
-HR inputs, channel means) on the same data and reference model, batched like the loop runs
+Row ``dm``: the distribution-matching step (``distill.objective=dm``, default DMConfig: LR
+input, channel means) on the same data and reference model, batched like the loop runs
 it; its FLOPs are a forward per real image and a forward plus input-gradient per synthetic
-image, for the LR and the HR input each; its "vs loop" compares with the batched GM step.
+image; its "vs loop" compares with the batched GM step.
 
 Memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the process RSS sampled every
 2 ms by a background thread (torch's CPU allocator is invisible to tracemalloc, and
@@ -172,7 +172,8 @@ def main(argv=None) -> None:
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     per_image = count_conv_flops(model, (1, 3, args.size // args.scale, args.size // args.scale))
-    per_image_dm = per_image + count_conv_flops(model, (1, 3, args.size, args.size))  # LR + HR input
+    per_image_dm = sum(per_image if x == "lr" else count_conv_flops(model, (1, 3, args.size, args.size))
+                       for x in DMConfig().inputs)  # a forward per DM input (the HR one at HR size)
     clock_name = args.clock or ("wall" if device.type == "cuda" else "cpu")
     clock = time.perf_counter if clock_name == "wall" else time.process_time
     peak, peak_desc = conv_peak(device, args.repeats, clock)
@@ -239,7 +240,7 @@ def main(argv=None) -> None:
           f"{args.classes_per_step} classes per chunk. batched = the loop's default (matching.auto_chunk: "
           f"{'vmap over the whole chunk' if device.type == 'cuda' else 'vmap over the chunk where a class has < 8 images, one class per call otherwise'}"
           f"); vmap-all = vmap over the whole chunk for both. match/s, GFLOP/s and vs-loop use "
-          f"the {clock_name} clock. dm = one distribution-matching step (LR+HR inputs, channel means); its "
+          f"the {clock_name} clock. dm = one distribution-matching step (default DMConfig); its "
           f"vs-loop column is against batched gradient matching.")
 
 

@@ -54,7 +54,7 @@ def hand_loss(m, syn, real, cfg: DMConfig):
     return total
 
 
-CFGS = [DMConfig(), DMConfig(inputs=["lr"], moments=2), DMConfig(inputs=["hr"], layers=1)]
+CFGS = [DMConfig(inputs=["lr", "hr"]), DMConfig(inputs=["lr"], moments=2), DMConfig(inputs=["hr"], layers=1)]
 
 
 @pytest.mark.parametrize("cfg", CFGS, ids=["lr+hr", "lr-gram", "hr-layer1"])
