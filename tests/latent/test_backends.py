@@ -111,7 +111,7 @@ def test_load_rejects_a_folder_without_latents(tmp_path) -> None:
 
 
 def test_load_refuses_a_different_generator(inited, tmp_path) -> None:
-    from conftest import write_tiny_pickle
+    from latent_support import write_tiny_pickle
 
     save_latents(inited["stylegan_xl"], tmp_path / "set")
     other = write_tiny_pickle(tmp_path / "other.pkl", seed=7, img_resolution=16, channels=8)
