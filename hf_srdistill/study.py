@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -149,6 +150,25 @@ def plan_sets(suite: SuiteConfig, suite_dir: Path) -> list[SetPlan]:
     return baselines + synthetic
 
 
+def guard_recipe(out: Path, recipe: dict, rows: dict) -> None:
+    """Refuse to reuse finished runs made with another recipe; new rows may be added.
+
+    Run folders are named by set, judge, scale and seed only, so resuming after a change of
+    the training recipe or of a set's config would silently mix two recipes in one table.
+    """
+    path = out / "recipe.json"
+    plain = json.loads(json.dumps({"recipe": recipe, "rows": rows}, default=str))
+    if path.is_file():
+        old = read_json(path)
+        changed = [k for k in plain["recipe"] if old["recipe"].get(k) != plain["recipe"][k]]
+        changed += [f"rows.{k}" for k in plain["rows"] if k in old["rows"] and old["rows"][k] != plain["rows"][k]]
+        if changed:
+            raise ConfigError(f"{out} holds runs made with another recipe (changed: {', '.join(changed)}); "
+                              "use a new output directory or delete it")
+        plain["rows"] = {**old["rows"], **plain["rows"]}
+    write_json(path, plain)
+
+
 def _is_built(folder: Path) -> bool:
     return any((folder / "data").glob("*.parquet"))
 
@@ -238,6 +258,8 @@ def run_study(suite: SuiteConfig, suite_dir: Path) -> dict:
 
     out = Path(suite.output_dir)
     plans = plan_sets(suite, suite_dir)
+    guard_recipe(out, {k: dataclasses.asdict(suite)[k] for k in ("judges", "train", "reference_train", "eval", "coreset")},
+                 {p.key: (dataclasses.asdict(p.job) if p.job is not None else None) for p in plans})
     data = next(p.job.data for p in plans if p.job is not None)
     tests = {name: load_test_set(name, root=suite.eval.test_root) for name in suite.eval.test_sets}
     store = SubImageStore.build(data)
@@ -361,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run_study(suite, path.parent)
     except DataNotFoundError as err:
         print(f"{prog}: the {suite.name} suite needs its data: {err}", file=sys.stderr)
+        return 2
+    except ConfigError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
         return 2
     print(f"{prog}: {len(result['records'])} measurements, {len(result['skipped'])} sets skipped; "
           f"tables in {Path(suite.output_dir) / 'tables.md'}")

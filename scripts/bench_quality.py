@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from hf_srdistill.config import DistillJobConfig, ModelConfig, TrainConfig, TrainJobConfig
-from hf_srdistill.configio import load_config
+from hf_srdistill.configio import ConfigError, load_config
 from hf_srdistill.io import read_json, write_json, write_text
-from hf_srdistill.study import train_and_evaluate
+from hf_srdistill.study import guard_recipe, train_and_evaluate
 from hf_srdistill.study_report import write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,6 +239,17 @@ def main(argv: list[str] | None = None) -> int:
     recipe = TrainConfig(iterations=args.iterations, batch_size=args.batch_size, patch_size=args.patch_size,
                          lr=args.lr, loss="l1", scheduler="cosine", checkpoint_every=max(1, args.iterations // 4))
     order = [*jobs, *args.sets]
+    try:
+        guard_recipe(out, {"judges": [dataclasses.asdict(j) for j in judge_models(args)],
+                           "train": dataclasses.asdict(recipe), "test_sets": args.test_sets,
+                           "max_test_images": args.max_test_images, "lpips": args.lpips,
+                           "vary_distill_seed": args.vary_distill_seed, "distill_per_scale": args.distill_per_scale,
+                           "coreset": [args.coreset_reference, args.coreset_scorer_iterations,
+                                       args.coreset_outlier_pct]},
+                     {name: dataclasses.asdict(job) for name, job in jobs.items()})
+    except ConfigError as err:
+        print(f"bench_quality: {err}", file=sys.stderr)
+        return 2
     records = []
     bicubic_done = set()
     for scale in args.scales:

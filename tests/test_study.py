@@ -13,7 +13,7 @@ import skimage.data
 from PIL import Image
 
 from hf_srdistill import study
-from hf_srdistill.configio import load_config
+from hf_srdistill.configio import ConfigError, load_config
 from hf_srdistill.study_report import aggregate, format_tables, read_csv, write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,6 +141,10 @@ def test_resume_skips_finished_runs(tiny_suite, monkeypatch):
     again = study.run_study(suite, tiny_suite.parent)
     assert sorted(calls["set"]) == ["latent1", "noise1"] and calls["run"] == [str(out / "runs" / "down1" / "edsr_x2_seed1")]
     assert json.loads((out / "results.json").read_text())["records"] == again["records"]
+
+    changed = load_config(study.SuiteConfig, tiny_suite, ["--train.iterations=7"])
+    with pytest.raises(ConfigError, match="another recipe.*train"):
+        study.run_study(changed, tiny_suite.parent)
 
 
 def test_cli_reports_missing_config(capsys):
