@@ -60,6 +60,9 @@ def batched_class_grads(model: nn.Module, hr: Tensor, scale: int,
     def loss(p, h):
         return sr_loss(model, p, buffers, h, scale)
 
+    if chunk_size == 1:  # vmap over one class at a time would only add layout copies
+        per_class = [grad(loss)(params, h) for h in hr]
+        return [torch.stack([g[name] for g in per_class]) for name in params]
     g = vmap(grad(loss), in_dims=(None, 0), chunk_size=chunk_size)(params, hr)
     return [g[name] for name in params]
 
