@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "model_cards"
+# model_cards/ at the top of the checkout; hub/model_cards links to it so that wheels ship the
+# templates as package data too.
+TEMPLATES = Path(__file__).parent / "model_cards"
 TEST_SET_NAMES = {"mini": "mini (scikit-image photos)", "set5": "Set5", "set14": "Set14",
                   "div2k-val": "DIV2K validation"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -15,8 +17,8 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 def template(name: str) -> str:
     path = TEMPLATES / name
     if not path.is_file():
-        raise FileNotFoundError(f"card template {path} is missing; model_cards/ must sit next to the "
-                                f"hf_srdistill package (install from the source checkout)")
+        raise FileNotFoundError(f"card template {path} is missing: reinstall hf_srdistill (wheels ship "
+                                f"model_cards/ as package data)")
     return str(path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,18 @@ def test_model_card_usage_snippet_restores_exact_weights(tmp_path):
 
     again = SRCNN.from_pretrained(str(folder)).state_dict()
     assert all(torch.equal(again[k], v) for k, v in model.state_dict().items())
+
+
+def test_card_templates_are_package_data():
+    """The templates resolve inside the package, and pyproject ships that folder in wheels."""
+    import tomllib
+
+    from hf_srdistill.hub import card_text
+
+    package = Path(card_text.__file__).parents[1]
+    for name in ("dataset_card.md.j2", "model_card.md.j2"):
+        path = Path(card_text.template(name))
+        assert path.is_file() and path.parent == package / "hub" / "model_cards"
+    with open(package.parent / "pyproject.toml", "rb") as f:
+        data = tomllib.load(f)["tool"]["setuptools"]["package-data"]["hf_srdistill"]
+    assert "hub/model_cards/*.j2" in data
