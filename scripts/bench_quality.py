@@ -44,6 +44,10 @@ from hf_srdistill.study_report import write_tables
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "study" / "mini" / "pixel_downscaled_ipc1.yaml"
 BASELINES = ("full", "downscaled", "random", "coreset")
+# not a baseline but a diagnostic: the held-out test photos themselves, downscaled like the
+# init, at the same budget. No set built from training data can expect to beat it, so a
+# distilled row's gain over `downscaled` is bounded by oracle - downscaled.
+ORACLE = "oracle"
 QUICK = {"overrides": ["data.max_images=2", "data.crop_size=96", "data.step=96", "distill.image_size=48",
                        "distill.iterations=1", "distill.batch_real=2", "distill.reference.num_features=4"],
          "iterations": 3, "batch_size": 4, "patch_size": 24, "seeds": [0], "scales": [2],
@@ -58,7 +62,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="dotted override for one --extra row only, e.g. dc100:distill.iterations=100")
     p.add_argument("--distill-override", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override applied to every distillation config (and so to the baselines' budget)")
-    p.add_argument("--sets", nargs="+", default=list(BASELINES), choices=BASELINES, help="baseline rows")
+    p.add_argument("--sets", nargs="+", default=list(BASELINES), choices=[*BASELINES, ORACLE],
+                   help=f"baseline rows; '{ORACLE}' adds the downscaled test photos (mini only) as an upper-bound "
+                        "diagnostic")
     p.add_argument("--judges", nargs="+", default=["srcnn", "edsr"], choices=["srcnn", "vdsr", "edsr"])
     p.add_argument("--srcnn-features", type=int, default=64, help="SRCNN n1 (published: 64)")
     p.add_argument("--edsr-blocks", type=int, default=4)
@@ -107,7 +113,7 @@ def distill_jobs(args) -> dict[str, DistillJobConfig]:
         own.setdefault(name, []).append(override if override.startswith("--") else f"--{override}")
     for item in args.extra:
         name, _, path = item.partition("=")
-        if not path or name in jobs or name in BASELINES:
+        if not path or name in jobs or name in BASELINES or name == ORACLE:
             raise SystemExit(f"--extra {item!r}: expected a new NAME=CONFIG")
         jobs[name] = load_config(DistillJobConfig, path, overrides + own.pop(name, []))
     if own:
@@ -164,10 +170,24 @@ def build_sets(args, jobs: dict[str, DistillJobConfig], out: Path, scale: int, s
             if kind == "coreset":
                 make_coreset_set(job, reference=args.coreset_reference, outlier_pct=args.coreset_outlier_pct,
                                  scorer_iterations=args.coreset_scorer_iterations, folder=folder)
+            elif kind == ORACLE:
+                make_baseline_set("downscaled", oracle_job(job, args.test_sets))
             else:
                 make_baseline_set(kind, job)
         folders[kind] = str(folder)
     return folders
+
+
+def oracle_job(job: DistillJobConfig, test_sets: list[str]) -> DistillJobConfig:
+    """The downscaled-set job over the mini test photos, at the training set's budget."""
+    if job.data.source != "mini" or test_sets != ["mini"]:
+        raise SystemExit(f"--sets {ORACLE}: only for data.source=mini judged on --test-sets mini "
+                         f"(got source {job.data.source!r}, test sets {test_sets})")
+    oracle = dataclasses.replace(job, data=dataclasses.replace(job.data, split="test"))
+    if set_budget(oracle) != set_budget(job):
+        raise SystemExit(f"--sets {ORACLE}: the test split's budget {set_budget(oracle)} differs from the "
+                         f"training set's {set_budget(job)}")
+    return oracle
 
 
 def paired_deltas(records: list[dict], rows: list[str], against: list[str]) -> list[dict]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
+from datasets import load_dataset
 from PIL import Image
 
 from hf_srdistill import study
@@ -167,10 +168,17 @@ def test_bench_scripts_run_with_the_smallest_flags(tmp_path):
     assert data.returncode == 0, data.stderr[-2000:]
     assert "| images |" in data.stdout and "peak RSS" in data.stdout
     quality = subprocess.run([env_py, str(ROOT / "scripts" / "bench_quality.py"), "--quick",
+                              "--sets", "full", "downscaled", "random", "coreset", "oracle",
                               "--output-dir", str(tmp_path / "q")], capture_output=True, text=True, timeout=600)
     assert quality.returncode == 0, quality.stderr[-3000:]
     result = json.loads((tmp_path / "q" / "bench_quality.json").read_text())
     sets = {r["set"] for r in result["records"]}
-    assert sets >= {"distilled", "full", "downscaled", "random", "coreset"}
+    assert sets >= {"distilled", "full", "downscaled", "random", "coreset", "oracle"}
+    # the oracle row is the test photos downscaled like the init, not the training photos
+    oracle = json.loads((tmp_path / "q" / "sets" / "oracle" / "provenance.json").read_text())
+    assert oracle["config"]["data"]["split"] == "test" and oracle["extra"]["kind"] == "downscaled"
+    hr = [[np.asarray(im) for im in load_dataset(str(tmp_path / "q" / "sets" / k), split="train")["hr"]]
+          for k in ("oracle", "downscaled")]
+    assert len(hr[0]) == len(hr[1]) and all(a.shape == b.shape and (a != b).any() for a, b in zip(*hr))
     assert all(np.isfinite(r["psnr"]) for r in result["records"])
     assert (tmp_path / "q" / "tables.csv").is_file() and "| set |" in quality.stdout
