@@ -114,16 +114,19 @@ class LatentConfig:
     """Latent distillation (distill.init=latent): the synthetic images are a generator's output."""
 
     # stylegan_xl = GLaD-style W+/feature codes; vae = a diffusers AutoencoderKL's latents;
-    # ldm = the same for the `vae` subfolder of a latent-diffusion repo (hf_srdistill.latent.BACKENDS).
+    # ldm = DDIM noise latents of an unconditional latent-diffusion model, decoded by DDIM
+    # sampling + its autoencoder (hf_srdistill.latent.BACKENDS).
     backend: Literal["stylegan_xl", "vae", "ldm"] = "vae"
     # stylegan_xl: network pickle (local .pkl, http(s) URL, or Hub repo id with `filename`);
-    # vae/ldm: diffusers model folder or Hub id. None (vae only) = untrained VAE from vae_channels.
+    # vae/ldm: diffusers model folder or Hub id (ldm: with vae/ or vqvae/, unet/, scheduler/).
+    # None (vae only) = untrained VAE from vae_channels.
     generator: str | None = None
     # file inside the Hub repo `generator` (stylegan_xl pickles).
     filename: str | None = None
     # pin the Hub revision so the latents decode with the same bytes later.
     revision: str | None = None
-    # diffusers subfolder of the VAE; None = the repo root (vae) or "vae" (ldm: Stable-Diffusion layout).
+    # diffusers subfolder of the autoencoder; None = the repo root (vae; "vae" for a Stable-Diffusion
+    # repo's VAE) or whichever of "vae"/"vqvae" exists (ldm).
     subfolder: str | None = None
     # StyleGAN-XL source tree (a clone of autonomousvision/stylegan-xl): its pickles import
     # torch_utils/dnnlib from it while unpickling. None = those modules are installed.
@@ -164,12 +167,25 @@ class LatentConfig:
     mse_weight: float = 1.0
     lpips_weight: float = 1.0
     lpips_net: Literal["vgg", "alex"] = "vgg"
+    # ldm: DDIM steps of both the inversion (init) and the sampler (every decode): each decode
+    # calls the UNet this many times and its backward about twice as many (recompute + backward).
+    ldm_steps: int = 10
+    # ldm: fixed-point refinements per inversion step, so that sampling retraces the inversion;
+    # 0 = plain DDIM inversion (DDIMInverseScheduler). Each costs a UNet call per step, at init only.
+    ldm_invert_iters: int = 10
+    # ldm: recompute each UNet step in the backward instead of storing ldm_steps steps' activations.
+    ldm_checkpoint: bool = True
+    # ldm: pixel side the model runs at; None = its training size (UNet sample_size x the
+    # autoencoder's downsampling), bicubic-resized from/to distill.image_size.
+    ldm_resolution: int | None = None
 
     def __post_init__(self) -> None:
         _check_positive("latent", chunk_size=self.chunk_size, lr_latent=self.lr_latent,
-                        w_avg_samples=self.w_avg_samples)
+                        w_avg_samples=self.w_avg_samples, ldm_steps=self.ldm_steps,
+                        ldm_resolution=self.ldm_resolution)
         for name in ("invert_steps", "tune_steps", "lr_generator", "invert_lr", "tune_lr", "invert_noise",
-                     "locality_weight", "locality_alpha", "mse_weight", "lpips_weight", "class_index"):
+                     "locality_weight", "locality_alpha", "mse_weight", "lpips_weight", "class_index",
+                     "ldm_invert_iters"):
             if getattr(self, name) < 0:
                 raise ValueError(f"latent.{name} must be >= 0, got {getattr(self, name)}")
         if self.mse_weight == 0 and self.lpips_weight == 0:

@@ -1,14 +1,12 @@
-"""diffusers ``AutoencoderKL`` backends: distil in a VAE's latent space.
+"""``vae`` backend: distil in a diffusers ``AutoencoderKL``'s latent space.
 
-``vae``: any AutoencoderKL (a Hub id or a local ``save_pretrained`` folder, e.g. a
-Stable-Diffusion VAE). Codes start as the posterior mean of the init images (the
-deterministic choice: a sample would add noise the optimiser then has to undo) and are
-stored scaled, ``(mean - shift_factor) * scaling_factor``, the convention latent-diffusion
-models use, so their magnitude is about 1 whatever the VAE and one learning rate fits all.
-
-``ldm``: the VAE latents of a latent-diffusion repository (its ``vae`` subfolder). This is
-the same autoencoder path with a different default layout; it does not run the diffusion
-UNet (no DDIM inversion or sampling), so the prior is the VAE decoder's alone.
+Any AutoencoderKL: a Hub id or a local ``save_pretrained`` folder; for the VAE of a
+Stable-Diffusion repo set ``latent.subfolder=vae``. Codes start as the posterior mean of the
+init images (the deterministic choice: a sample would add noise the optimiser then has to
+undo) and are stored scaled, ``(mean - shift_factor) * scaling_factor``, the convention
+latent-diffusion models use, so their magnitude is about 1 whatever the VAE and one learning
+rate fits all. The prior is the VAE decoder's alone; ``ldm`` (:mod:`.diffusers_ldm`) adds a
+diffusion UNet on top.
 """
 
 from __future__ import annotations
@@ -63,12 +61,11 @@ class VAEBackend(LatentBackend):
     """Scaled posterior-mean latents of a diffusers AutoencoderKL."""
 
     name = "vae"
-    default_subfolder: str | None = None
 
     def __init__(self, cfg: LatentConfig, image_size: int, device: str | torch.device = "cpu",
                  seed: int = 0) -> None:
         super().__init__(cfg, image_size, device, seed)
-        self.subfolder = cfg.subfolder if cfg.subfolder is not None else self.default_subfolder
+        self.subfolder = cfg.subfolder
         self.vae = self._load().eval().requires_grad_(False).to(self.device)
         factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         if image_size % factor:
@@ -80,13 +77,11 @@ class VAEBackend(LatentBackend):
     def _load(self) -> nn.Module:
         cfg = self.cfg
         if cfg.generator is None:
-            if cfg.vae_channels is None or self.name != "vae":
+            if cfg.vae_channels is None:
                 raise GeneratorNotFoundError(
                     f"latent.backend={self.name} needs latent.generator: a diffusers model folder or Hub id "
-                    + ("with a `vae` subfolder (e.g. a Stable-Diffusion repo)" if self.name == "ldm"
-                       else "of an AutoencoderKL (e.g. stabilityai/sd-vae-ft-mse)")
-                    + (" downloaded beforehand" if self.name == "ldm" else
-                       ", or latent.vae_channels for an untrained VAE (smoke runs only)"))
+                    "of an AutoencoderKL (e.g. stabilityai/sd-vae-ft-mse), or latent.vae_channels for an "
+                    "untrained VAE (smoke runs only)")
             self._source = {"untrained": True, "vae_channels": list(cfg.vae_channels), "seed": self.seed}
             self.modified_generator.append("untrained")
             return untrained_vae(cfg.vae_channels, self.seed)
@@ -133,10 +128,3 @@ class VAEBackend(LatentBackend):
     def decode(self, latents: Latents) -> Tensor:
         x = self.vae.decode(latents["z"] / self.scaling + self.shift).sample
         return ((x.float() + 1) / 2).clamp(0, 1)
-
-
-class LDMVAEBackend(VAEBackend):
-    """The ``vae`` subfolder of a latent-diffusion repo (Stable-Diffusion layout); no UNet."""
-
-    name = "ldm"
-    default_subfolder = "vae"

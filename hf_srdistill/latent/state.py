@@ -89,7 +89,7 @@ def load_latents(folder: str | Path, device: str | torch.device = "cpu", **overr
         raise ValueError(f"{folder / META_FILE}: unsupported format {meta.get('format')!r}")
     cfg = from_dict(LatentConfig, {**meta["config"], **overrides})
     backend = build_backend(cfg, meta["image_size"], device=device, seed=meta["seed"])
-    for key in ("sha256", "commit"):
+    for key in ("sha256", "commit", "timesteps"):  # timesteps: the ldm sampler's, set by latent.ldm_steps
         saved, now = meta["source"].get(key), backend.source().get(key)
         if saved and now and saved != now:
             raise ValueError(f"the generator loaded from {cfg.generator!r} has {key} {now}, but the codes in "

@@ -12,7 +12,7 @@ import torch
 
 from hf_srdistill.config import LatentConfig
 from hf_srdistill.data.imresize import imresize
-from latent_support import SUPPORT, write_tiny_pickle
+from latent_support import SUPPORT, write_tiny_ldm, write_tiny_pickle
 
 SIZE = 12  # synthetic side: the 16 px tiny StyleGAN output is bicubic-resized to it
 
@@ -41,13 +41,19 @@ def vae_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def backend_cfgs(stylegan_cfg, vae_folder) -> dict[str, LatentConfig]:
+def ldm_folder(tmp_path_factory) -> Path:
+    """A tiny untrained latent-diffusion model: vae/ (unit-variance latents), unet/, scheduler/."""
+    return write_tiny_ldm(tmp_path_factory.mktemp("ldm_repo"))
+
+
+@pytest.fixture(scope="session")
+def backend_cfgs(stylegan_cfg, ldm_folder) -> dict[str, LatentConfig]:
     """One tiny config per registered backend (and GLaD's intermediate-feature codes)."""
     return {
         "stylegan_xl": replace(stylegan_cfg, invert_steps=5, tune_steps=5),
         "stylegan_xl_layer2": replace(stylegan_cfg, invert_steps=5, tune_steps=5, layer=2),
         "vae": LatentConfig(backend="vae", vae_channels=[8, 16], chunk_size=3),
-        "ldm": LatentConfig(backend="ldm", generator=str(vae_folder), chunk_size=3),
+        "ldm": LatentConfig(backend="ldm", generator=str(ldm_folder), chunk_size=3, ldm_steps=4, ldm_invert_iters=2),
     }
 
 

@@ -8,16 +8,17 @@ from dataclasses import replace
 import pytest
 import torch
 
-from hf_srdistill.latent import (BACKENDS, LDMVAEBackend, StyleGANXLBackend, VAEBackend, backward_through_decoder,
+from hf_srdistill.latent import (BACKENDS, StyleGANXLBackend, VAEBackend, backward_through_decoder,
                                  build_backend, decode_all, load_latents, save_latents)
 from hf_srdistill.latent.base import LatentBackend
+from hf_srdistill.latent.diffusers_ldm import LDMBackend
 from hf_srdistill.latent.state import GENERATOR_FILE, LATENTS_FILE, META_FILE
 
 CASES = ["stylegan_xl", "stylegan_xl_layer2", "vae", "ldm"]
 
 
 def test_registry_is_explicit() -> None:
-    assert BACKENDS == {"stylegan_xl": StyleGANXLBackend, "vae": VAEBackend, "ldm": LDMVAEBackend}
+    assert BACKENDS == {"stylegan_xl": StyleGANXLBackend, "vae": VAEBackend, "ldm": LDMBackend}
 
 
 @pytest.fixture(scope="module")

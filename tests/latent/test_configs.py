@@ -17,7 +17,7 @@ CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("latent_*.yaml"))
 
 def test_latent_configs_exist() -> None:
     names = {p.stem for p in CONFIGS}
-    assert {"latent_stylegan_xl_div2k", "latent_vae_mini", "latent_stylegan_tiny_mini"} <= names
+    assert {"latent_stylegan_xl_div2k", "latent_vae_mini", "latent_stylegan_tiny_mini", "latent_ldm_mini"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -39,6 +39,16 @@ def test_published_config_stops_at_the_missing_generator(tmp_path, monkeypatch) 
         build_backend(cfg.distill.latent, cfg.distill.image_size)
 
 
+def test_ldm_config_stops_at_the_missing_model(tmp_path, monkeypatch) -> None:
+    import huggingface_hub.constants as hub
+
+    cfg = load_config(DistillJobConfig, Path(__file__).parents[2] / "configs" / "latent_ldm_mini.yaml")
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    with pytest.raises(GeneratorNotFoundError, match="CompVis/ldm-celebahq-256.*download it beforehand"):
+        build_backend(cfg.distill.latent, cfg.distill.image_size)
+
+
 def test_mini_vae_config_builds_without_download() -> None:
     cfg = load_config(DistillJobConfig, Path(__file__).parents[2] / "configs" / "latent_vae_mini.yaml")
     backend = build_backend(cfg.distill.latent, cfg.distill.image_size, seed=cfg.distill.seed)
@@ -52,6 +62,9 @@ def test_mini_vae_config_builds_without_download() -> None:
     (dict(vae_channels=[]), "latent.vae_channels"),
     (dict(chunk_size=0), "latent.chunk_size"),
     (dict(tune_steps=-1), "latent.tune_steps"),
+    (dict(ldm_steps=0), "latent.ldm_steps"),
+    (dict(ldm_invert_iters=-1), "latent.ldm_invert_iters"),
+    (dict(ldm_resolution=0), "latent.ldm_resolution"),
 ])
 def test_latent_config_validation_names_the_field(bad, message) -> None:
     from hf_srdistill.config import LatentConfig

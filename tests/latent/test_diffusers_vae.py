@@ -1,4 +1,4 @@
-"""diffusers AutoencoderKL backends, checked against direct calls of the diffusers API."""
+"""The diffusers AutoencoderKL backend (``vae``), checked against direct calls of the diffusers API."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hf_srdistill.latent.diffusers_vae import untrained_vae
 def test_codes_are_the_scaled_posterior_mean(vae_folder, photos, size) -> None:
     from diffusers import AutoencoderKL
 
-    backend = build_backend(LatentConfig(backend="ldm", generator=str(vae_folder), chunk_size=3), size)
-    assert backend.subfolder == "vae"  # Stable-Diffusion layout by default
+    cfg = LatentConfig(backend="vae", generator=str(vae_folder), subfolder="vae", chunk_size=3)
+    backend = build_backend(cfg, size)  # the VAE of a Stable-Diffusion-layout repo
     latents = backend.init_latents(photos, [0, 1, 2, 3])
     vae = AutoencoderKL.from_pretrained(vae_folder / "vae").eval()
     sf = vae.config.scaling_factor
@@ -55,8 +55,6 @@ def test_missing_weights_are_one_clear_error(tmp_path, size) -> None:
         build_backend(LatentConfig(backend="vae", generator=str(tmp_path / "absent")), size)
     with pytest.raises(GeneratorNotFoundError, match="vae_channels for an untrained VAE"):
         build_backend(LatentConfig(backend="vae"), size)
-    with pytest.raises(GeneratorNotFoundError, match="`vae` subfolder"):
-        build_backend(LatentConfig(backend="ldm", vae_channels=[8]), size)
     (tmp_path / "empty").mkdir()
     with pytest.raises(GeneratorNotFoundError, match="could not load an AutoencoderKL"):
         build_backend(LatentConfig(backend="vae", generator=str(tmp_path / "empty")), size)
@@ -72,10 +70,10 @@ def test_hub_id_goes_through_from_pretrained(monkeypatch, size) -> None:
         raise OSError("offline: not in the cache")
 
     monkeypatch.setattr(diffusers.AutoencoderKL, "from_pretrained", fake)
-    cfg = LatentConfig(backend="ldm", generator="some-org/some-ldm", revision="r1")
-    with pytest.raises(GeneratorNotFoundError, match="some-org/some-ldm.*offline: not in the cache.*download it"):
+    cfg = LatentConfig(backend="vae", generator="some-org/some-sd", subfolder="vae", revision="r1")
+    with pytest.raises(GeneratorNotFoundError, match="some-org/some-sd.*offline: not in the cache.*download it"):
         build_backend(cfg, size)
-    assert calls == [("some-org/some-ldm", "vae", "r1")]
+    assert calls == [("some-org/some-sd", "vae", "r1")]
 
 
 def test_size_must_divide_by_the_downsampling(size) -> None:
