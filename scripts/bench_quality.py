@@ -45,8 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "study" / "mini" / "pixel_downscaled_ipc1.yaml"
 BASELINES = ("full", "downscaled", "random", "coreset")
 # not a baseline but a diagnostic: the held-out test photos themselves, downscaled like the
-# init, at the same budget. No set built from training data can expect to beat it, so a
-# distilled row's gain over `downscaled` is bounded by oracle - downscaled.
+# init, at the same budget. It asks how much a set gains by showing the judge the test
+# content: if that gains little over `downscaled`, the judge's budget, not the set's content,
+# limits the scores, and a distilled set has little room to win. (Not a strict bound: the
+# test content at 96 px is not the test content at its native scale.)
 ORACLE = "oracle"
 QUICK = {"overrides": ["data.max_images=2", "data.crop_size=96", "data.step=96", "distill.image_size=48",
                        "distill.iterations=1", "distill.batch_real=2", "distill.reference.num_features=4"],
@@ -63,8 +65,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--distill-override", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override applied to every distillation config (and so to the baselines' budget)")
     p.add_argument("--sets", nargs="+", default=list(BASELINES), choices=[*BASELINES, ORACLE],
-                   help=f"baseline rows; '{ORACLE}' adds the downscaled test photos (mini only) as an upper-bound "
-                        "diagnostic")
+                   help=f"baseline rows; '{ORACLE}' adds the downscaled test photos (mini only) as a diagnostic")
     p.add_argument("--judges", nargs="+", default=["srcnn", "edsr"], choices=["srcnn", "vdsr", "edsr"])
     p.add_argument("--srcnn-features", type=int, default=64, help="SRCNN n1 (published: 64)")
     p.add_argument("--edsr-blocks", type=int, default=4)
