@@ -188,3 +188,22 @@ def test_config_errors_name_the_fields():
         DistillConfig(num_images=5)
     with pytest.raises(ValueError, match="cannot cover distill.clusters.num_clusters=8"):
         DistillConfig(grouping="kmeans", num_images=4)
+
+
+@pytest.mark.slow
+def test_global_grouping_drives_latent_codes(cache, tmp_path):
+    """A class-agnostic set of 4 images decoded from a tiny untrained VAE: the codes move and are
+    written with the set."""
+    from datasets import load_dataset
+
+    from hf_srdistill.config import LatentConfig
+    from hf_srdistill.distill.latent_glue import latent_state_path
+
+    lat = LatentConfig(backend="vae", vae_channels=[8, 16], chunk_size=2, lr_latent=1.0)
+    cfg = job(cache, tmp_path / "latent", grouping="global", num_images=4, init="latent", latent=lat,
+              iterations=2, lr_img=1.0)
+    folder = distill(cfg)
+    assert len(load_dataset(str(folder), split="train")) == 4 and (folder / "latents.safetensors").is_file()
+    final = load_file(str(checkpoint_path(folder)))["images"]
+    start = torch.load(latent_state_path(folder), weights_only=False)["initial_images"]
+    assert final.shape == (4, 3, 32, 32) and float((final - start).abs().max()) > 1e-4
