@@ -353,3 +353,11 @@ class MainJobConfig:
     # which training sets to compare: distilled, full, downscaled, random.
     sets: list[str] = field(default_factory=lambda: ["distilled", "full", "downscaled", "random"])
     output_dir: str = "outputs/main"
+    # train distill.reference on the full training data first and distil against it (it becomes
+    # distill.reference_path); None = distil against the distill config's own reference.
+    reference_train: TrainConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.reference_train is not None and self.distill.reference_path is not None:
+            raise ValueError(f"reference_train trains the reference, but distill.reference_path="
+                             f"{self.distill.reference_path} names one already; set only one of them")

@@ -1,4 +1,4 @@
-"""The main job: distil -> train one judge model per training set -> evaluate all in one table.
+"""The main job: (train a reference ->) distil -> train one judge per training set -> evaluate all in one table.
 
 Every set is judged the same way (same model, iterations, patches, seed), so the table
 compares training sets, not training runs. Finished stages are reused on a rerun.
@@ -27,10 +27,13 @@ def build_training_sets(cfg: MainJobConfig) -> dict[str, str | None]:
     unknown = sorted(set(cfg.sets) - set(SET_KINDS))
     if unknown:
         raise ValueError(f"sets: unknown {unknown}; choose from {SET_KINDS}")
+    distill_cfg = cfg.distill
+    if cfg.reference_train is not None and "distilled" in cfg.sets:
+        distill_cfg = dataclasses.replace(distill_cfg, reference_path=str(train_reference(cfg)))
     sets: dict[str, str | None] = {}
     for kind in cfg.sets:
         job = DistillJobConfig(data=cfg.data, distill=dataclasses.replace(
-            cfg.distill, output_dir=str(out / "sets" / kind)))
+            distill_cfg, output_dir=str(out / "sets" / kind)))
         if kind == "full":
             sets[kind] = None
         elif _is_complete_set(job.distill.output_dir):
@@ -40,6 +43,18 @@ def build_training_sets(cfg: MainJobConfig) -> dict[str, str | None]:
         else:
             sets[kind] = str(make_baseline_set(kind, job))
     return sets
+
+
+def train_reference(cfg: MainJobConfig) -> Path:
+    """``distill.reference`` trained on the full training data with ``reference_train``.
+
+    A trained reference's SR-loss gradient follows image content, not its own random output,
+    which is what lets gradient matching improve on the downscaled init (README, bench_quality).
+    """
+    from hf_srdistill.train import train_sr
+
+    train = dataclasses.replace(cfg.reference_train, train_set=None, output_dir=str(Path(cfg.output_dir) / "reference"))
+    return Path(train_sr(TrainJobConfig(data=cfg.data, model=cfg.distill.reference, train=train)))
 
 
 def _is_complete_set(folder: str) -> bool:

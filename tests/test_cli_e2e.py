@@ -20,7 +20,8 @@ def test_main_job_writes_table_grid_sets_and_models(tmp_path):
            f"--output_dir={out}", "--data.max_images=2", "--data.crop_size=96", "--data.step=96",
            "--distill.iterations=2", "--distill.image_size=48", "--distill.batch_real=2",
            "--distill.snapshot_every=1", "--model.num_features=8", "--train.iterations=4",
-           "--train.batch_size=2", "--train.patch_size=24", "--eval.lpips=false"]
+           "--train.batch_size=2", "--train.patch_size=24", "--eval.lpips=false",
+           "--reference_train.iterations=2", "--reference_train.batch_size=2", "--reference_train.patch_size=24"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -39,3 +40,7 @@ def test_main_job_writes_table_grid_sets_and_models(tmp_path):
     distilled = load_dataset(str(out / "sets" / "distilled"), split="train")
     assert distilled.num_rows == 2 and distilled[0]["hr"].size == (48, 48)
     assert (out / "models" / "distilled" / "model.safetensors").is_file()
+    # the distillation ran against the reference the job pretrained, not a random one
+    assert (out / "reference" / "model.safetensors").is_file()
+    prov = json.loads((out / "sets" / "distilled" / "provenance.json").read_text())
+    assert Path(prov["config"]["distill"]["reference_path"]) == out / "reference"

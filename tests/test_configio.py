@@ -51,3 +51,11 @@ def test_cli_reports_config_errors(capsys):
     assert cli_main(["train", "--train.iteratons=3"]) == 2
     assert "train.iteratons" in capsys.readouterr().err
     assert cli_main(["nonsense"]) == 2
+
+
+def test_main_job_reference_train_from_yaml_and_its_conflict():
+    cfg = load_config(MainJobConfig, "configs/main_mini.yaml", ["--reference_train.iterations=7"])
+    assert cfg.reference_train.iterations == 7 and cfg.reference_train.patch_size == 48
+    assert load_config(MainJobConfig, "configs/main_mini.yaml", ["--reference_train=null"]).reference_train is None
+    with pytest.raises((ConfigError, ValueError), match="reference_path"):
+        load_config(MainJobConfig, "configs/main_mini.yaml", ["--distill.reference_path=outputs/ref"])
