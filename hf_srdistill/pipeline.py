@@ -1,4 +1,4 @@
-"""The main job: (train a reference ->) distil -> train one judge per training set -> evaluate all in one table.
+"""The main job: (train a reference ->) distil -> train one judge per set -> evaluate, in one table.
 
 Every set is judged the same way (same model, iterations, patches, seed), so the table
 compares training sets, not training runs. Finished stages are reused on a rerun.
@@ -53,7 +53,8 @@ def train_reference(cfg: MainJobConfig) -> Path:
     """
     from hf_srdistill.train import train_sr
 
-    train = dataclasses.replace(cfg.reference_train, train_set=None, output_dir=str(Path(cfg.output_dir) / "reference"))
+    out = Path(cfg.output_dir) / "reference"
+    train = dataclasses.replace(cfg.reference_train, train_set=None, output_dir=str(out))
     return Path(train_sr(TrainJobConfig(data=cfg.data, model=cfg.distill.reference, train=train)))
 
 

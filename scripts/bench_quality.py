@@ -13,8 +13,8 @@ hardest). Every (set, judge, scale, seed) is trained with one recipe — same mo
 batch, patch size, learning rate and schedule — and evaluated on the same held-out photos
 (PSNR/SSIM on Y, border = scale). Every row has the same number of synthetic images and
 image side (class-agnostic rows: ``distill.num_images`` = classes x ipc of the first row).
-Seeds vary the judge's initialisation and sample order; ``--vary-distill-seed`` also rebuilds every set with that seed (distillation, random crops,
-coreset scorer). Sets are built once and judged at every scale (the reference scale of the
+Seeds vary the judge's initialisation and sample order; ``--vary-distill-seed`` also
+rebuilds every set with that seed (distillation, random crops, coreset scorer). Sets are built once and judged at every scale (the reference scale of the
 distillation is the config's) unless ``--distill-per-scale``.
 
 Prints the per-(scale, judge) tables (mean ± sample std over seeds), a summary of PSNR-Y,
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import time
