@@ -273,6 +273,10 @@ class DistillConfig:
     reference: ModelConfig = field(default_factory=ModelConfig)
     # pretrained reference (save_pretrained folder or Hub id); None = fresh random init per iteration.
     reference_path: str | None = None
+    # several pretrained references (folders or Hub ids), e.g. SRCNN and EDSR at x2 and x4;
+    # iteration i matches against pool[i % len(pool)] at that model's own scale, so one set
+    # carries what each architecture and scale learns from the real data. Empty = reference_path.
+    reference_pool: list[str] = field(default_factory=list)
     # generator backend and its settings, used when init=latent.
     latent: LatentConfig = field(default_factory=LatentConfig)
     # memory bound: classes matched together in one batched pass.
@@ -304,6 +308,9 @@ class DistillConfig:
         if self.image_size % self.reference.scale:
             raise ValueError(f"distill.image_size={self.image_size} must be divisible by the scale "
                              f"{self.reference.scale}")
+        if self.reference_pool and self.reference_path:
+            raise ValueError(f"distill.reference_pool={self.reference_pool} and distill.reference_path="
+                             f"{self.reference_path} both name pretrained references; set only one of them")
         if self.objective == "dm" and self.outer_loop != 1:
             raise ValueError(f"distill.objective=dm has no bi-level loop: distill.outer_loop must be 1, "
                              f"got {self.outer_loop}")

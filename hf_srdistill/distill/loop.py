@@ -59,17 +59,39 @@ def shard(num_classes: int, world: int, rank: int) -> tuple[int, int]:
     return rank * num_classes // world, (rank + 1) * num_classes // world
 
 
-def reference_model(cfg: DistillJobConfig, iteration: int, pretrained, device) -> torch.nn.Module:
-    """Fresh init seeded by (seed, iteration) — identical on every process — or a pretrained copy."""
+def reference_model(cfg: DistillJobConfig, iteration: int, pretrained: list, device) -> torch.nn.Module:
+    """A copy of pretrained[iteration % len(pretrained)], or a fresh init seeded by (seed, iteration).
+
+    Either way it is identical on every process. Cycling through a pool visits every reference
+    equally often and keeps a resumed run on the same schedule.
+    """
     from hf_srdistill.models import build_model
 
-    if pretrained is not None:
-        model = copy.deepcopy(pretrained)
+    if pretrained:
+        model = copy.deepcopy(pretrained[iteration % len(pretrained)])
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed_for(cfg.distill.seed, MODEL_STREAM, iteration))
             model = build_model(cfg.distill.reference)
     return model.to(device).train()
+
+
+def load_references(d) -> list[torch.nn.Module]:
+    """The pretrained references (``reference_path`` or ``reference_pool``); [] = fresh random ones."""
+    from hf_srdistill.models import load_model
+
+    if d.reference_path:
+        model = load_model(d.reference_path)
+        if getattr(model, "scale", d.reference.scale) != d.reference.scale:
+            raise ConfigError(f"distill.reference_path={d.reference_path} is a x{model.scale} model but "
+                              f"distill.reference.scale={d.reference.scale}; set them to the same scale")
+        return [model]
+    pool = [load_model(path) for path in d.reference_pool]
+    for path, model in zip(d.reference_pool, pool):
+        if d.image_size % model.scale:
+            raise ConfigError(f"distill.reference_pool: {path} is a x{model.scale} model, but "
+                              f"distill.image_size={d.image_size} is not divisible by {model.scale}")
+    return pool
 
 
 class _Run:
@@ -156,10 +178,10 @@ class _Run:
                 c, d.batch_real, s, class_generator(d.seed, c, REAL_STREAM, self.iteration, outer))
                 for c in range(c0, c1)]).to(self.acc.device).contiguous()
             if d.objective == "dm":
-                losses.append(dm_match_and_backward(model, syn[c0 - self.lo:c1 - self.lo], real, d.reference.scale,
+                losses.append(dm_match_and_backward(model, syn[c0 - self.lo:c1 - self.lo], real, model.scale,
                                                     d.dm, d.classes_per_step, d.batched, self.real_chunk))
             else:
-                losses.append(match_and_backward(model, syn[c0 - self.lo:c1 - self.lo], real, d.reference.scale,
+                losses.append(match_and_backward(model, syn[c0 - self.lo:c1 - self.lo], real, model.scale,
                                                  d.distance, d.classes_per_step, d.batched, self.real_chunk,
                                                  self.syn_chunk))
         loss = torch.cat(losses) if losses else torch.zeros(0, device=self.acc.device)
@@ -190,7 +212,7 @@ class _Run:
         """``inner_loop`` epochs of SGD on the synthetic set; minibatches drawn globally."""
         d = self.d
         hr = self.images.detach()
-        lr = imresize(hr, 1.0 / d.reference.scale)
+        lr = imresize(hr, 1.0 / model.scale)
         n_total, base = self.k * d.ipc, self.lo * d.ipc
         params = [p for p in model.parameters()]
         opt = torch.optim.SGD(params, lr=d.lr_net)
@@ -223,7 +245,6 @@ def distill(cfg: DistillJobConfig) -> Path:
     ``checkpoint/``) and returns it, on every process.
     """
     from hf_srdistill.data.grouped import SubImageStore
-    from hf_srdistill.models import load_model
     from hf_srdistill.provenance import describe_source
 
     d = cfg.distill
@@ -236,10 +257,7 @@ def distill(cfg: DistillJobConfig) -> Path:
         raise ValueError(f"checkpoint {path} holds {state.images.shape[0]} images, expected "
                          f"{store.num_classes} classes x ipc {d.ipc}")
     run = _Run(cfg, acc, store, state)
-    pretrained = load_model(d.reference_path) if d.reference_path else None
-    if pretrained is not None and getattr(pretrained, "scale", d.reference.scale) != d.reference.scale:
-        raise ConfigError(f"distill.reference_path={d.reference_path} is a x{pretrained.scale} model but "
-                          f"distill.reference.scale={d.reference.scale}; set them to the same scale")
+    pretrained = load_references(d)
     bar = tqdm(total=d.iterations, initial=run.iteration, desc="distill", disable=not acc.is_main_process)
     while run.iteration < d.iterations:
         if run.iteration % d.snapshot_every == 0:

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from hf_srdistill.config import ModelConfig
 from hf_srdistill.configio import dump_yaml
 from hf_srdistill.distill import DistillationDiverged, distill, make_baseline_set
 from hf_srdistill.distill import loop as loop_mod
@@ -111,6 +112,53 @@ def test_pretrained_reference_and_other_distances_run(tiny_job, tmp_path):
     build_model(cfg.distill.reference).save_pretrained(tmp_path / "ref")
     folder = distill(_with(cfg, reference_path=str(tmp_path / "ref")))
     assert _state(folder)["images"].shape == (3, 3, 32, 32)
+
+
+def test_a_pool_cycles_through_its_references_by_iteration(tiny_job):
+    from hf_srdistill.models import build_model
+
+    cfg = tiny_job()
+    pool = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        pool.append(build_model(cfg.distill.reference))
+    for iteration, expected in [(0, 0), (1, 1), (2, 0), (7, 1)]:
+        got = loop_mod.reference_model(cfg, iteration, pool, "cpu")
+        assert got is not pool[expected]  # a copy: inner-loop training never touches the pool
+        assert torch.equal(got.state_dict()["extract.weight"], pool[expected].state_dict()["extract.weight"])
+
+
+def test_a_pool_reference_is_matched_at_its_own_scale(tiny_job, tmp_path):
+    """A x4 model in the pool gives the set a x4-only reference_path run gives: its scale rules."""
+    from hf_srdistill.models import build_model
+
+    x4 = ModelConfig(name="srcnn", scale=4, num_features=4)
+    torch.manual_seed(0)
+    build_model(x4).save_pretrained(tmp_path / "ref_x4")
+    cfg = tiny_job(iterations=2, outer_loop=2)  # distill.reference stays x2
+    pooled = _state(distill(_with(cfg, reference_pool=[str(tmp_path / "ref_x4")])))["images"]
+    alone = _state(distill(_with(cfg, reference_path=str(tmp_path / "ref_x4"), reference=x4,
+                                 output_dir=str(tmp_path / "alone"))))["images"]
+    at_x2 = _state(distill(_with(cfg, reference_path=None, output_dir=str(tmp_path / "random"))))["images"]
+    assert torch.equal(pooled, alone)
+    assert not torch.equal(pooled, at_x2)
+
+
+def test_a_pool_model_whose_scale_does_not_divide_the_image_is_refused(tiny_job, tmp_path):
+    from hf_srdistill.configio import ConfigError
+    from hf_srdistill.models import build_model
+
+    build_model(ModelConfig(name="srcnn", scale=4, num_features=4)).save_pretrained(tmp_path / "ref_x4")
+    cfg = tiny_job(image_size=34, reference_pool=[str(tmp_path / "ref_x4")])
+    with pytest.raises(ConfigError, match=r"ref_x4 is a x4 model, but distill.image_size=34"):
+        distill(cfg)
+
+
+def test_reference_pool_and_reference_path_are_exclusive():
+    from hf_srdistill.config import DistillConfig
+
+    with pytest.raises(ValueError, match="set only one of them"):
+        DistillConfig(reference_path="a", reference_pool=["b"])
 
 
 def test_two_processes_give_the_same_set_as_one(tiny_job, tmp_path):
