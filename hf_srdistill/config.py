@@ -263,6 +263,9 @@ class DistillConfig:
     outer_loop: int = 1
     inner_loop: int = 1
     lr_img: float = 0.01
+    # largest change of any pixel from its initial value (L-infinity, pixels in [0, 1]); the set
+    # stays within this distance of the real photos it started from. None = unbounded.
+    max_change: float | None = None
     momentum: float = 0.5
     lr_net: float = 0.01
     # inner loop: one step = one epoch over the synthetic set in shuffled minibatches of this
@@ -308,6 +311,12 @@ class DistillConfig:
         if self.image_size % self.reference.scale:
             raise ValueError(f"distill.image_size={self.image_size} must be divisible by the scale "
                              f"{self.reference.scale}")
+        if self.max_change is not None and not 0 < self.max_change <= 1:
+            raise ValueError(f"distill.max_change must be in (0, 1] (pixels are in [0, 1]) or None, "
+                             f"got {self.max_change}")
+        if self.max_change is not None and self.init == "latent":
+            raise ValueError("distill.max_change bounds pixels, but init=latent optimises a generator's codes; "
+                             "unset max_change")
         if self.reference_pool and self.reference_path:
             raise ValueError(f"distill.reference_pool={self.reference_pool} and distill.reference_path="
                              f"{self.reference_path} both name pretrained references; set only one of them")
@@ -360,11 +369,18 @@ class MainJobConfig:
     # which training sets to compare: distilled, full, downscaled, random.
     sets: list[str] = field(default_factory=lambda: ["distilled", "full", "downscaled", "random"])
     output_dir: str = "outputs/main"
-    # train distill.reference on the full training data first and distil against it (it becomes
-    # distill.reference_path); None = distil against the distill config's own reference.
+    # train the reference(s) on the full training data first and distil against them (one becomes
+    # distill.reference_path, several distill.reference_pool); None = distil against the distill
+    # config's own reference.
     reference_train: TrainConfig | None = None
+    # the models reference_train trains; empty = [distill.reference]. Several make a pool, e.g.
+    # SRCNN and EDSR at x2 and x4, so the set is matched to what each of them learns.
+    reference_models: list[ModelConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.reference_train is not None and self.distill.reference_path is not None:
-            raise ValueError(f"reference_train trains the reference, but distill.reference_path="
-                             f"{self.distill.reference_path} names one already; set only one of them")
+        named = self.distill.reference_path or self.distill.reference_pool
+        if self.reference_train is not None and named:
+            raise ValueError(f"reference_train trains the reference, but distill.reference_path/reference_pool="
+                             f"{named} names one already; set only one of them")
+        if self.reference_models and self.reference_train is None:
+            raise ValueError("reference_models are trained by reference_train: set reference_train too")

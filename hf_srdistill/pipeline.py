@@ -29,7 +29,9 @@ def build_training_sets(cfg: MainJobConfig) -> dict[str, str | None]:
         raise ValueError(f"sets: unknown {unknown}; choose from {SET_KINDS}")
     distill_cfg = cfg.distill
     if cfg.reference_train is not None and "distilled" in cfg.sets:
-        distill_cfg = dataclasses.replace(distill_cfg, reference_path=str(train_reference(cfg)))
+        refs = [str(path) for path in train_references(cfg)]
+        pick = {"reference_path": refs[0]} if len(refs) == 1 else {"reference_pool": refs}
+        distill_cfg = dataclasses.replace(distill_cfg, **pick)
     sets: dict[str, str | None] = {}
     for kind in cfg.sets:
         job = DistillJobConfig(data=cfg.data, distill=dataclasses.replace(
@@ -45,17 +47,23 @@ def build_training_sets(cfg: MainJobConfig) -> dict[str, str | None]:
     return sets
 
 
-def train_reference(cfg: MainJobConfig) -> Path:
-    """``distill.reference`` trained on the full training data with ``reference_train``.
+def train_references(cfg: MainJobConfig) -> list[Path]:
+    """``reference_models`` (default: ``distill.reference``) trained on the full data with ``reference_train``.
 
     A trained reference's SR-loss gradient follows image content, not its own random output,
     which is what lets gradient matching improve on the downscaled init (README, bench_quality).
+    One model is saved in ``reference/``, a pool in ``reference/<name>_x<scale>/``.
     """
     from hf_srdistill.train import train_sr
 
-    out = Path(cfg.output_dir) / "reference"
-    train = dataclasses.replace(cfg.reference_train, train_set=None, output_dir=str(out))
-    return Path(train_sr(TrainJobConfig(data=cfg.data, model=cfg.distill.reference, train=train)))
+    models = cfg.reference_models or [cfg.distill.reference]
+    folders = [Path(cfg.output_dir) / "reference"]
+    if len(models) > 1:
+        folders = [folders[0] / f"{i}_{m.name}_x{m.scale}" for i, m in enumerate(models)]
+    for model, out in zip(models, folders):
+        train = dataclasses.replace(cfg.reference_train, train_set=None, output_dir=str(out))
+        train_sr(TrainJobConfig(data=cfg.data, model=model, train=train))
+    return folders
 
 
 def _is_complete_set(folder: str) -> bool:

@@ -161,6 +161,26 @@ def test_reference_pool_and_reference_path_are_exclusive():
         DistillConfig(reference_path="a", reference_pool=["b"])
 
 
+def test_max_change_keeps_every_pixel_within_its_distance_of_the_init(tiny_job, tmp_path):
+    cfg = tiny_job(lr_img=1e4)  # a step far larger than the bound: the projection must do the work
+    init = init_images(cfg.distill, _store(cfg), [0, 1, 2])
+    free = _state(distill(cfg))["images"]
+    bounded = _state(distill(_with(cfg, max_change=0.02, output_dir=str(tmp_path / "bounded"))))["images"]
+    assert float((free - init).abs().max()) > 0.1
+    change = (bounded - init).abs()
+    assert float(change.max()) <= 0.02 + 1e-6 and float(change.max()) > 0.019  # the bound is reached, not passed
+    assert 0 <= float(bounded.min()) and float(bounded.max()) <= 1
+
+
+@pytest.mark.parametrize("bad, match", [({"max_change": 0.0}, "max_change must be in"),
+                                        ({"max_change": 0.1, "init": "latent"}, "unset max_change")])
+def test_max_change_is_validated(bad, match):
+    from hf_srdistill.config import DistillConfig
+
+    with pytest.raises(ValueError, match=match):
+        DistillConfig(**bad)
+
+
 def test_two_processes_give_the_same_set_as_one(tiny_job, tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` on CPU: a real 2-process gloo group."""
     cfg = tiny_job(iterations=3, classes_per_step=1)
