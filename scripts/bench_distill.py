@@ -23,6 +23,11 @@ input, channel means) on the same data and reference model, batched like the loo
 it; its FLOPs are a forward per real image and a forward plus input-gradient per synthetic
 image; its "vs loop" compares with the batched GM step.
 
+Row ``pool``: ``--pool srcnn:2 srcnn:4 ...`` times the batched step once per member of a
+reference pool (``distill.reference_pool``, each member at its own scale and ``--num-features``
+width); an iteration matches against one member, so the row is their mean time and largest
+memory, and its "vs loop" compares with the batched step of ``--model``.
+
 Memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the process RSS sampled every
 2 ms by a background thread (torch's CPU allocator is invisible to tracemalloc, and
 ru_maxrss cannot be reset between measurements), minus the RSS just before the call.
@@ -132,6 +137,19 @@ def one_step(model, syn0, real, scale, path, cps, device):
     return dt, dc, peak, leaf.grad.detach()
 
 
+def pool_step(pool, syn, real, cps, device, repeats, clock_name) -> tuple[float, float, float]:
+    """Mean (wall s, CPU s) and largest memory of the batched step over the pool's members."""
+    per_member = []
+    for member in pool:
+        one_step(member, syn[: cps * (syn.shape[0] // real.shape[0])], real[:cps], member.scale, "batched", cps,
+                 device)  # warm-up
+        runs = [one_step(member, syn, real, member.scale, "batched", cps, device) for _ in range(repeats)]
+        per_member.append((min(runs, key=lambda r: r[1] if clock_name == "cpu" else r[0]), max(r[2] for r in runs)))
+    n = len(per_member)
+    return (sum(b[0] for b, _ in per_member) / n, sum(b[1] for b, _ in per_member) / n,
+            max(mem for _, mem in per_member))
+
+
 def executed_flops(model, scale, size, batch_real, ipc) -> int:
     """FLOPs torch's flop counter sees in one class-matching of the per-class loop (CPU)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -158,6 +176,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    p.add_argument("--pool", nargs="+", default=[], metavar="NAME:SCALE",
+                   help="also time a reference pool, e.g. srcnn:2 srcnn:4 (the main job's)")
     p.add_argument("--clock", choices=["wall", "cpu"], default=None,
                    help="time base of GFLOP/s and matchings/s (default: wall on GPU, process CPU time on "
                         "CPU, which stays meaningful when other jobs share the cores)")
@@ -169,6 +189,8 @@ def main(argv=None) -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=args.model, scale=args.scale, num_features=args.num_features)).to(device)
+    pool = [build_model(ModelConfig(name=name, scale=int(sc), num_features=args.num_features)).to(device)
+            for name, _, sc in (m.partition(":") for m in args.pool)]
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     per_image = count_conv_flops(model, (1, 3, args.size // args.scale, args.size // args.scale))
@@ -216,13 +238,15 @@ def main(argv=None) -> None:
                 best = min(runs[name], key=lambda r: r[1] if clock_name == "cpu" else r[0])
                 rows[name] = (best[0], best[1], max(r[2] for r in runs[name]))
                 grads[name] = runs[name][-1][3]
+            if pool:
+                rows["pool"] = pool_step(pool, syn, real, cps, device, args.repeats, clock_name)
             for name, (wall, cpu, mem) in rows.items():
                 t = cpu if clock_name == "cpu" else wall
                 gf = (k * per_image_dm * (args.batch_real + 2 * ipc) if name == "dm" else flops) / t / 1e9
-                ref = rows.get("batched" if name == "dm" else "loop")
+                ref = rows.get("batched" if name in ("dm", "pool") else "loop")
                 speed = f"{(ref[1] if clock_name == 'cpu' else ref[0]) / t:.2f}x" if ref and name != "loop" else ""
                 diff = ""
-                if "loop" in grads and name not in ("loop", "dm"):
+                if "loop" in grads and name in grads and name not in ("loop", "dm"):
                     g0 = grads["loop"]
                     diff = f"{float((g0 - grads[name]).abs().max() / g0.abs().max().clamp_min(1e-30)):.2e}"
                 table.append((k, ipc, name, k / t, wall, cpu, mem / 2**20, gf, speed, diff))
@@ -241,7 +265,9 @@ def main(argv=None) -> None:
           f"{'vmap over the whole chunk' if device.type == 'cuda' else 'vmap over the chunk where a class has < 8 images, one class per call otherwise'}"
           f"); vmap-all = vmap over the whole chunk for both. match/s, GFLOP/s and vs-loop use "
           f"the {clock_name} clock. dm = one distribution-matching step (default DMConfig); its "
-          f"vs-loop column is against batched gradient matching.")
+          f"vs-loop column is against batched gradient matching."
+          + (f" pool = the batched step averaged over {', '.join(args.pool)} (one member per iteration; "
+             f"GFLOP/s counts --model's FLOPs); its vs-loop column is against batched." if pool else ""))
 
 
 if __name__ == "__main__":
