@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -40,7 +41,14 @@ def test_main_job_writes_table_grid_sets_and_models(tmp_path):
     distilled = load_dataset(str(out / "sets" / "distilled"), split="train")
     assert distilled.num_rows == 2 and distilled[0]["hr"].size == (48, 48)
     assert (out / "models" / "distilled" / "model.safetensors").is_file()
-    # the distillation ran against the reference the job pretrained, not a random one
-    assert (out / "reference" / "model.safetensors").is_file()
+    # the distillation ran against the x2 and x4 references the job pretrained, not random ones
+    pool = [out / "reference" / "0_srcnn_x2", out / "reference" / "1_srcnn_x4"]
+    assert all((folder / "model.safetensors").is_file() for folder in pool)
+    assert [json.loads((f / "config.json").read_text())["scale"] for f in pool] == [2, 4]
     prov = json.loads((out / "sets" / "distilled" / "provenance.json").read_text())
-    assert Path(prov["config"]["distill"]["reference_path"]) == out / "reference"
+    assert [Path(p) for p in prov["config"]["distill"]["reference_pool"]] == pool
+    assert prov["config"]["distill"]["max_change"] == 0.06
+    start = load_dataset(str(out / "sets" / "downscaled"), split="train")
+    change = max(float(np.abs(np.asarray(a["hr"], np.float64) - np.asarray(b["hr"], np.float64)).max())
+                 for a, b in zip(distilled, start))
+    assert 0 < change <= round(0.06 * 255) + 1  # moved, within the bound (+1 grey level of PNG rounding)

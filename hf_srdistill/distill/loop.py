@@ -1,8 +1,9 @@
 """Dataset Condensation's bi-level loop for SR, with classes sharded over processes.
 
-Every iteration draws a reference model (a fresh init seeded by (seed, iteration), or a
-copy of a fixed pretrained one), then alternates ``outer_loop`` gradient-matching steps on
-the synthetic pixels (SGD with momentum, pixels clamped to [0, 1]) with ``inner_loop``
+Every iteration draws a reference model (a fresh init seeded by (seed, iteration), a copy
+of a fixed pretrained one, or the next member of a pretrained pool, matched at that model's
+own scale), then alternates ``outer_loop`` gradient-matching steps on the synthetic pixels
+(SGD with momentum, pixels clamped to [0, 1] and to ``max_change`` of their init) with ``inner_loop``
 epochs of training the reference model on the current synthetic set (plain SGD, ``lr_net``,
 as in DC). No inner training follows the last matching step, again as in DC.
 

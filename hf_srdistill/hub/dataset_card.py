@@ -109,19 +109,24 @@ def _method_text(prov: dict, dcfg: dict) -> str:
                 f"from the real data (see the config below), so trained models can be compared "
                 f"against the distilled set at the same image budget.")
     ref = dcfg.get("reference") or {}
-    ref_from = f"the pretrained `{dcfg['reference_path']}`" if dcfg.get("reference_path") else \
-        "a freshly initialised network at every iteration"
+    reference = (f"a reference {str(ref.get('name', 'srcnn')).upper()} ×{ref.get('scale')} "
+                 f"(the pretrained `{dcfg['reference_path']}`)" if dcfg.get("reference_path") else
+                 f"each pretrained reference of the pool {', '.join(f'`{p}`' for p in dcfg['reference_pool'])} "
+                 f"in turn, at its own scale" if dcfg.get("reference_pool") else
+                 f"a reference {str(ref.get('name', 'srcnn')).upper()} ×{ref.get('scale')} (a freshly "
+                 f"initialised network at every iteration)")
+    bound = (f" Every pixel stays within {dcfg['max_change']} of its initial value."
+             if dcfg.get("max_change") is not None else "")
     distance = {"cos": "1 − cosine similarity over all weights (the published SR variant)",
                 "layerwise": "Dataset Condensation's layer-wise cosine distance",
                 "mse": "mean squared error between gradients"}.get(dcfg.get("distance"), dcfg.get("distance"))
     return (f"**Gradient matching** (Dataset Condensation, Zhao et al. 2021) adapted to SR: the "
             f"synthetic HR images are optimised so that the gradient of the SR loss "
-            f"MSE(model(LR), HR) w.r.t. a reference {str(ref.get('name', 'srcnn')).upper()} ×{ref.get('scale')} "
-            f"({ref_from}) on the synthetic images matches the gradient on real patches of the same "
-            f"class. Distance: {distance}. Initialisation: `{dcfg.get('init')}`; "
+            f"MSE(model(LR), HR) w.r.t. {reference} on the synthetic images matches the gradient on "
+            f"real patches of the same class. Distance: {distance}. Initialisation: `{dcfg.get('init')}`; "
             f"{dcfg.get('iterations')} iterations, outer/inner loop {dcfg.get('outer_loop')}/"
             f"{dcfg.get('inner_loop')}, image learning rate {dcfg.get('lr_img')} (SGD, momentum "
-            f"{dcfg.get('momentum')}), {dcfg.get('batch_real')} real patches per class per step.")
+            f"{dcfg.get('momentum')}), {dcfg.get('batch_real')} real patches per class per step.{bound}")
 
 
 def _columns(summary: F.DatasetSummary) -> list[tuple[str, str, str]]:

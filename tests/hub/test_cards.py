@@ -113,6 +113,24 @@ def test_card_from_the_distill_writer(tmp_path):
     assert ds.features == info.features and len(ds) == 2
 
 
+@pytest.mark.parametrize("distill, says", [
+    ({}, "a reference SRCNN ×2 (a freshly initialised network at every iteration)"),
+    ({"reference_path": "refs/a"}, "a reference SRCNN ×2 (the pretrained `refs/a`)"),
+    ({"reference_pool": ["refs/a", "refs/b"], "max_change": 0.06},
+     "each pretrained reference of the pool `refs/a`, `refs/b` in turn, at its own scale"),
+])
+def test_dataset_card_names_the_reference_and_the_bound(tmp_path, distill, says):
+    from hf_srdistill import config as C
+    from hf_srdistill.distill.export import write_image_set
+
+    cfg = C.DistillJobConfig(distill=C.DistillConfig(ipc=1, image_size=16, **distill))
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    folder = write_image_set(tmp_path / "set", images, [0, 1], ["a", "b"], [0, 0], cfg, extra={"kind": "distilled"})
+    text = cards.write_dataset_card(folder, "someone/x").read_text()
+    assert says in text
+    assert ("Every pixel stays within 0.06 of its initial value." in text) == ("max_change" in distill)
+
+
 def test_dataset_folder_errors_name_what_is_missing(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FolderError, match=r"data/\*\.parquet[\s\S]*provenance\.json"):
