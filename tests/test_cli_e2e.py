@@ -47,8 +47,8 @@ def test_main_job_writes_table_grid_sets_and_models(tmp_path):
     assert [json.loads((f / "config.json").read_text())["scale"] for f in pool] == [2, 4]
     prov = json.loads((out / "sets" / "distilled" / "provenance.json").read_text())
     assert [Path(p) for p in prov["config"]["distill"]["reference_pool"]] == pool
-    assert prov["config"]["distill"]["max_change"] == 0.06
+    assert prov["config"]["distill"]["max_change"] == 0.1
     start = load_dataset(str(out / "sets" / "downscaled"), split="train")
     change = max(float(np.abs(np.asarray(a["hr"], np.float64) - np.asarray(b["hr"], np.float64)).max())
                  for a, b in zip(distilled, start))
-    assert 0 < change <= round(0.06 * 255) + 1  # moved, within the bound (+1 grey level of PNG rounding)
+    assert 0 < change <= round(0.1 * 255) + 1  # moved, within the bound (+1 grey level of PNG rounding)
