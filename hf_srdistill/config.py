@@ -373,8 +373,9 @@ class MainJobConfig:
     # distill.reference_path, several distill.reference_pool); None = distil against the distill
     # config's own reference.
     reference_train: TrainConfig | None = None
-    # the models reference_train trains; empty = [distill.reference]. Several make a pool, e.g.
-    # SRCNN and EDSR at x2 and x4, so the set is matched to what each of them learns.
+    # the models reference_train trains (unused without it, like distill.latent without
+    # init=latent); empty = [distill.reference]. Several make a pool, e.g. SRCNN at x2 and x4,
+    # so the set is matched to what a model learns at each scale.
     reference_models: list[ModelConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -382,5 +383,3 @@ class MainJobConfig:
         if self.reference_train is not None and named:
             raise ValueError(f"reference_train trains the reference, but distill.reference_path/reference_pool="
                              f"{named} names one already; set only one of them")
-        if self.reference_models and self.reference_train is None:
-            raise ValueError("reference_models are trained by reference_train: set reference_train too")

@@ -61,12 +61,11 @@ def test_main_job_reference_train_from_yaml_and_its_conflict():
         load_config(MainJobConfig, "configs/main_mini.yaml", ["--distill.reference_path=outputs/ref"])
 
 
-def test_main_job_reference_models_need_reference_train_and_conflict_with_a_named_pool():
+def test_main_job_reference_models_from_yaml_and_their_conflict_with_a_named_pool():
+    cfg = load_config(MainJobConfig, "configs/main_mini.yaml")
+    assert [(m.name, m.scale, m.num_features) for m in cfg.reference_models] == [("srcnn", 2, 32), ("srcnn", 4, 32)]
     cfg = load_config(MainJobConfig, "configs/main_mini.yaml",
                       ["--reference_models=[{name: srcnn, scale: 2}, {name: edsr, scale: 4, depth: 1}]"])
     assert [(m.name, m.scale, m.depth) for m in cfg.reference_models] == [("srcnn", 2, None), ("edsr", 4, 1)]
-    with pytest.raises((ConfigError, ValueError), match="set reference_train too"):
-        load_config(MainJobConfig, "configs/main_mini.yaml",
-                    ["--reference_train=null", "--reference_models=[{name: srcnn}]"])
     with pytest.raises((ConfigError, ValueError), match="reference_pool"):
         load_config(MainJobConfig, "configs/main_mini.yaml", ["--distill.reference_pool=[outputs/ref]"])
