@@ -52,7 +52,7 @@ def train_references(cfg: MainJobConfig) -> list[Path]:
 
     A trained reference's SR-loss gradient follows image content, not its own random output,
     which is what lets gradient matching improve on the downscaled init (README, bench_quality).
-    One model is saved in ``reference/``, a pool in ``reference/<name>_x<scale>/``.
+    One model is saved in ``reference/``, a pool in ``reference/<i>_<name>_x<scale>/``.
     """
     from hf_srdistill.train import train_sr
 

@@ -189,8 +189,11 @@ def main(argv=None) -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=args.model, scale=args.scale, num_features=args.num_features)).to(device)
+    members = [m.partition(":") for m in args.pool]
+    if any(not sc.isdigit() for _, _, sc in members):
+        p.error(f"--pool takes NAME:SCALE entries such as srcnn:4, got {args.pool}")
     pool = [build_model(ModelConfig(name=name, scale=int(sc), num_features=args.num_features)).to(device)
-            for name, _, sc in (m.partition(":") for m in args.pool)]
+            for name, _, sc in members]
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     per_image = count_conv_flops(model, (1, 3, args.size // args.scale, args.size // args.scale))
