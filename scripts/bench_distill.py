@@ -137,6 +137,11 @@ def one_step(model, syn0, real, scale, path, cps, device):
     return dt, dc, peak, leaf.grad.detach()
 
 
+def best_run(runs: list, clock_name: str):
+    """The fastest of repeated one_step results on the chosen clock."""
+    return min(runs, key=lambda r: r[1] if clock_name == "cpu" else r[0])
+
+
 def pool_step(pool, syn, real, cps, device, repeats, clock_name) -> tuple[float, float, float]:
     """Mean (wall s, CPU s) and largest memory of the batched step over the pool's members."""
     per_member = []
@@ -144,7 +149,7 @@ def pool_step(pool, syn, real, cps, device, repeats, clock_name) -> tuple[float,
         one_step(member, syn[: cps * (syn.shape[0] // real.shape[0])], real[:cps], member.scale, "batched", cps,
                  device)  # warm-up
         runs = [one_step(member, syn, real, member.scale, "batched", cps, device) for _ in range(repeats)]
-        per_member.append((min(runs, key=lambda r: r[1] if clock_name == "cpu" else r[0]), max(r[2] for r in runs)))
+        per_member.append((best_run(runs, clock_name), max(r[2] for r in runs)))
     n = len(per_member)
     return (sum(b[0] for b, _ in per_member) / n, sum(b[1] for b, _ in per_member) / n,
             max(mem for _, mem in per_member))
@@ -238,7 +243,7 @@ def main(argv=None) -> None:
                 for name in paths:
                     runs[name].append(one_step(model, syn, real, args.scale, name, cps, device))
             for name in paths:
-                best = min(runs[name], key=lambda r: r[1] if clock_name == "cpu" else r[0])
+                best = best_run(runs[name], clock_name)
                 rows[name] = (best[0], best[1], max(r[2] for r in runs[name]))
                 grads[name] = runs[name][-1][3]
             if pool:

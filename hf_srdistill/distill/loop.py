@@ -114,8 +114,10 @@ class _Run:
             init = initial_images(d, store, list(range(self.lo, self.hi))).to(acc.device, torch.float32)
             start = state.images[own].to(acc.device, torch.float32) if state else init
             self.images = start.clone().requires_grad_(True)
-            eps = d.max_change if d.max_change is not None else 1.0
-            self.floor, self.ceil = (init - eps).clamp(0, 1), (init + eps).clamp(0, 1)
+            # unbounded runs keep no bounds: at DIV2K scale each would be another copy of the set
+            self.floor = self.ceil = None
+            if d.max_change is not None:
+                self.floor, self.ceil = (init - d.max_change).clamp(0, 1), (init + d.max_change).clamp(0, 1)
             self.opt = torch.optim.SGD([self.images], lr=d.lr_img, momentum=d.momentum)
         if state is not None and state.momentum is not None and self.opt is not None:
             self.opt.state[self.images]["momentum_buffer"] = state.momentum[own].to(acc.device).clone()
@@ -197,7 +199,10 @@ class _Run:
             else:
                 with torch.no_grad():
                     self.opt.step()
-                    self.images.clamp_(self.floor, self.ceil)
+                    if self.floor is None:
+                        self.images.clamp_(0, 1)
+                    else:
+                        self.images.clamp_(self.floor, self.ceil)
             per_class = self.images.detach().view(self.hi - self.lo, d.ipc * 3 * s * s).sum(1)
             bad = self._first_bad(per_class, "pixels")
         if bad is not None:
