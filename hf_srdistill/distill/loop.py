@@ -111,10 +111,13 @@ class _Run:
         if self.latent is not None:  # the codes are optimised; self.images is their decode, refreshed per step
             self.images, self.opt = self.latent.images(), None
         else:
-            init = initial_images(d, store, list(range(self.lo, self.hi))).to(acc.device, torch.float32)
+            # a resumed unbounded run needs no init; unbounded runs keep no bounds either (at
+            # DIV2K scale each would be another copy of the set)
+            need_init = state is None or d.max_change is not None
+            init = initial_images(d, store, list(range(self.lo, self.hi))).to(acc.device, torch.float32) \
+                if need_init else None
             start = state.images[own].to(acc.device, torch.float32) if state else init
             self.images = start.clone().requires_grad_(True)
-            # unbounded runs keep no bounds: at DIV2K scale each would be another copy of the set
             self.floor = self.ceil = None
             if d.max_change is not None:
                 self.floor, self.ceil = (init - d.max_change).clamp(0, 1), (init + d.max_change).clamp(0, 1)

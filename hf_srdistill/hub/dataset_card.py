@@ -109,12 +109,14 @@ def _method_text(prov: dict, dcfg: dict) -> str:
                 f"from the real data (see the config below), so trained models can be compared "
                 f"against the distilled set at the same image budget.")
     ref = dcfg.get("reference") or {}
-    reference = (f"a reference {str(ref.get('name', 'srcnn')).upper()} ×{ref.get('scale')} "
-                 f"(the pretrained `{dcfg['reference_path']}`)" if dcfg.get("reference_path") else
-                 f"each pretrained reference of the pool {', '.join(f'`{p}`' for p in dcfg['reference_pool'])} "
-                 f"in turn, at its own scale" if dcfg.get("reference_pool") else
-                 f"a reference {str(ref.get('name', 'srcnn')).upper()} ×{ref.get('scale')} (a freshly "
-                 f"initialised network at every iteration)")
+    one = f"a reference {str(ref.get('name', 'srcnn')).upper()} ×{ref.get('scale')}"
+    if dcfg.get("reference_path"):
+        reference = f"{one} (the pretrained `{dcfg['reference_path']}`)"
+    elif dcfg.get("reference_pool"):
+        pool = ", ".join(f"`{path}`" for path in dcfg["reference_pool"])
+        reference = f"each pretrained reference of the pool {pool} in turn, at its own scale"
+    else:
+        reference = f"{one} (a freshly initialised network at every iteration)"
     bound = (f" Every pixel stays within {dcfg['max_change']} of its initial value."
              if dcfg.get("max_change") is not None else "")
     distance = {"cos": "1 − cosine similarity over all weights (the published SR variant)",

@@ -58,8 +58,9 @@ def _store(cfg):
     return SubImageStore.build(cfg.data)
 
 
-def test_resume_equals_an_uninterrupted_run(tiny_job, tmp_path):
-    cfg = tiny_job()
+@pytest.mark.parametrize("max_change", [None, 0.02])  # a bounded run rebuilds its bounds on resume
+def test_resume_equals_an_uninterrupted_run(tiny_job, tmp_path, max_change):
+    cfg = tiny_job(max_change=max_change, lr_img=1e3 if max_change else 0.1)
     whole = _state(distill(_with(cfg, output_dir=str(tmp_path / "whole"))))
     part = _with(cfg, output_dir=str(tmp_path / "part"), iterations=2)
     distill(part)  # "interrupted" after iteration 2 (its checkpoint)
