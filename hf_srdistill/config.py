@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-SOURCES = ("mini", "folder", "hub", "div2k")
+SOURCES = ("mini", "folder", "hub", "div2k", "photos")
 
 
 def _check_positive(owner: str, **values: int | float | None) -> None:
@@ -22,8 +22,9 @@ def _check_positive(owner: str, **values: int | float | None) -> None:
 @dataclass
 class DataConfig:
     # mini = photos shipped by scikit-image (no download); folder = local PNG/JPEG files;
-    # hub = a Hugging Face dataset with an image column; div2k = the official DIV2K zips.
-    source: Literal["mini", "folder", "hub", "div2k"] = "mini"
+    # hub = a Hugging Face dataset with an image column; div2k = the official DIV2K zips;
+    # photos = 23 photographs two Debian packages ship, split train/test (hf_srdistill.data.photos).
+    source: Literal["mini", "folder", "hub", "div2k", "photos"] = "mini"
     # folder source: directory of images; hub source: optional local dataset dir/parquet.
     path: str | None = None
     # hub source: dataset id (e.g. "user/my-hr-photos").

@@ -1,4 +1,4 @@
-"""Where HR photos come from: one iterator, four sources, one error when data is absent.
+"""Where HR photos come from: one iterator, five sources, one error when data is absent.
 
 ``iter_source_images(cfg)`` yields ``(name, HWC uint8 RGB)`` in a fixed order. Names are
 the class names of the distilled set, so they are stable (file stems where a file name is
@@ -25,6 +25,7 @@ from hf_srdistill.config import DataConfig
 from hf_srdistill.data.errors import DataNotFoundError
 from hf_srdistill.data.images import CorruptImageError, load_image, pil_to_array, to_rgb_uint8
 from hf_srdistill.data.mini import MINI_SPLITS, load_mini, mini_data_dir
+from hf_srdistill.data.photos import manifest_digest, prepare_photos
 
 __all__ = ["DataNotFoundError", "SourceReport", "DIV2K_URLS", "IMAGE_SUFFIXES", "iter_source_images",
            "list_image_files", "folder_items", "archive_items", "decode_items", "source_fingerprint"]
@@ -195,6 +196,9 @@ def _raw_items(cfg: DataConfig) -> Iterator[tuple[str | None, Any]]:
         yield from _hub_items(cfg)
     elif cfg.source == "div2k":
         yield from _div2k_items(cfg)
+    elif cfg.source == "photos":
+        how = "delete the photos cache folder to rebuild it"
+        yield from folder_items(prepare_photos(Path(cfg.cache_dir).expanduser(), cfg.split), how)
     else:  # DataConfig validates this; kept so a new source cannot be half-added
         raise ValueError(f"unknown data.source {cfg.source!r}")
 
@@ -246,7 +250,8 @@ def source_fingerprint(cfg: DataConfig) -> str:
 
     Local files are identified by path, size and modification time; a Hub dataset by id and
     revision (an unpinned revision is tagged as such, so pin ``data.revision`` to reuse a
-    cache safely); DIV2K's official archives are immutable.
+    cache safely); DIV2K's official archives are immutable; the photos suite by its manifest
+    (sha256 of every source photo, and the resize recipe).
     """
     key: dict[str, Any] = {"source": cfg.source, "split": cfg.split, "image_column": cfg.image_column,
                            "max_images": cfg.max_images}
@@ -254,6 +259,8 @@ def source_fingerprint(cfg: DataConfig) -> str:
         root = mini_data_dir()
         key["files"] = [(f, (root / f).stat().st_size if (root / f).exists() else None)
                         for split in MINI_SPLITS.values() for f in split.values()]
+    elif cfg.source == "photos":
+        key["manifest"] = manifest_digest()
     elif cfg.path:
         path = Path(cfg.path).expanduser()
         key["path"] = str(path.resolve())

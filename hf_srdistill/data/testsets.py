@@ -1,4 +1,4 @@
-"""SR benchmark test sets: the mini held-out photos, Set5, Set14 and DIV2K's validation HR.
+"""SR benchmark test sets: the mini and photos held-out photos, Set5, Set14, DIV2K's validation HR.
 
 A benchmark with an image missing is a different benchmark, so unlike training sources a
 bad file here is an error, not a skip. Local folders come first (``root/Set5``,
@@ -8,7 +8,9 @@ downloaded once into the Hugging Face cache (so later offline runs work): Set5/S
 ``data/Set*_HR.tar.gz`` from the Hub dataset repositories ``eugenesiow/Set5`` and
 ``eugenesiow/Set14`` pinned to a commit, through ``hf_hub_download`` (their parquet
 conversions hold only file paths, and ``imagefolder`` reads zip but not tar archives);
-DIV2K's official validation zip through ``datasets``' ``imagefolder`` builder.
+DIV2K's official validation zip through ``datasets``' ``imagefolder`` builder. ``photos`` is
+the test split of the photos suite (``hf_srdistill.data.photos``: 7 photographs from Debian
+packages, 2040 px), prepared into ``DataConfig``'s default cache dir.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from hf_srdistill.data.errors import DataNotFoundError
+from hf_srdistill.config import DataConfig
 from hf_srdistill.data.mini import load_mini
+from hf_srdistill.data.photos import prepare_photos
 from hf_srdistill.data.sources import (DIV2K_URLS, IMAGE_SUFFIXES, archive_items, decode_items, folder_items,
                                        list_image_files)
 
@@ -87,8 +91,12 @@ def load_test_set(name: str, root: str | Path | None = None) -> list[tuple[str, 
     key = name.lower()
     if key == "mini":
         return load_mini("test")
+    if key == "photos":
+        folder = prepare_photos(Path(DataConfig.cache_dir).expanduser(), "test")
+        how = f"delete {folder} to rebuild it"
+        return list(decode_items(folder_items(folder, how), label="test set photos", skip_bad=False))
     if key not in TEST_SETS:
-        raise ValueError(f"unknown test set {name!r}; choose from {['mini', *TEST_SETS]}")
+        raise ValueError(f"unknown test set {name!r}; choose from {['mini', 'photos', *TEST_SETS]}")
     expected = TEST_SETS[key][1]
     folders = TEST_SETS[key][0]
     archive = TEST_SET_ARCHIVES[key]
