@@ -67,7 +67,9 @@ def train_references(cfg: MainJobConfig) -> list[Path]:
 
 
 def _is_complete_set(folder: str) -> bool:
-    return any((Path(folder) / "data").glob("*.parquet"))
+    from hf_srdistill.data.set_folder import is_complete
+
+    return is_complete(folder)
 
 
 def run_main(cfg: MainJobConfig) -> dict:

@@ -170,7 +170,9 @@ def guard_recipe(out: Path, recipe: dict, rows: dict) -> None:
 
 
 def _is_built(folder: Path) -> bool:
-    return any((folder / "data").glob("*.parquet"))
+    from hf_srdistill.data.set_folder import is_complete
+
+    return is_complete(folder)
 
 
 def _latent_job(suite_jobs: list[SetPlan]) -> DistillJobConfig | None:

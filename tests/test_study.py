@@ -13,6 +13,7 @@ import skimage.data
 from datasets import load_dataset
 from PIL import Image
 
+from hf_srdistill.data.set_folder import write_manifest
 from hf_srdistill import study
 from hf_srdistill.configio import ConfigError, load_config
 from hf_srdistill.study_report import aggregate, format_tables, read_csv, write_tables
@@ -102,6 +103,7 @@ def test_resume_skips_finished_runs(tiny_suite, monkeypatch):
             raise study.SkipSet("generator not on this machine")
         (folder / "data").mkdir(parents=True, exist_ok=True)
         (folder / "data" / "train-00000-of-00001.parquet").write_bytes(b"")
+        write_manifest(folder, 0)  # a set counts as built once its manifest is written
 
     def fake_train_eval(run_dir, job, tests, lpips_metric, device):
         calls["run"].append(str(run_dir))

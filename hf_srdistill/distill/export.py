@@ -2,8 +2,8 @@
 
 One parquet shard that ``datasets.load_dataset(folder)`` reads (columns ``hr``, ``label``,
 ``ipc_index``, ``lr_x2``, ``lr_x4``), a dataset-card stub whose YAML header tells the
-loader and the Hub viewer where the data is, the resolved config, the provenance record
-and a size report. Every set is written by this one function, so training and the Hub
+loader and the Hub viewer where the data is, the resolved config, the provenance record,
+a size report, and last the manifest (``data.set_folder``) that marks the folder complete. Every set is written by this one function, so training and the Hub
 code treat distilled sets and baselines alike.
 
 The HR pixels are quantised to uint8 (PNG is lossless from there on), and the LR columns
@@ -25,6 +25,7 @@ from PIL import Image
 
 from hf_srdistill.configio import dump_yaml
 from hf_srdistill.data import imresize
+from hf_srdistill.data.set_folder import remove_manifest, write_manifest
 from hf_srdistill.io import atomic_path, read_json, write_json, write_text
 
 PARQUET = Path("data") / "train-00000-of-00001.parquet"
@@ -91,6 +92,10 @@ def write_image_set(folder: str | Path, images: torch.Tensor, labels: Sequence[i
     ds = Dataset.from_dict(data, features=features)
 
     (folder / "data").mkdir(parents=True, exist_ok=True)
+    remove_manifest(folder)  # incomplete from here until the manifest is written again
+    for stale in (folder / "data").glob("*.parquet"):
+        if stale.name != PARQUET.name:
+            stale.unlink()
     with atomic_path(folder / PARQUET) as tmp:
         ds.to_parquet(str(tmp))
     report = size_report(n, int(h) * int(w), sum(map(len, hr_png)), real_sizes)
@@ -99,6 +104,7 @@ def write_image_set(folder: str | Path, images: torch.Tensor, labels: Sequence[i
     write_text(folder / "config.yaml", dump_yaml(cfg))
     _write_provenance(folder, cfg, source, wall_time_s, extra)
     write_text(folder / "README.md", card_stub(features, n, os.path.getsize(folder / PARQUET), report, extra))
+    write_manifest(folder, n)
     return folder
 
 

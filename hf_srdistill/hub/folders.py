@@ -34,6 +34,12 @@ def check_dataset_folder(folder: str | Path) -> Path:
     if missing:
         raise FolderError(f"{folder} is not a complete distilled-set folder; missing:\n  - "
                           + "\n  - ".join(missing))
+    from hf_srdistill.data.set_folder import IncompleteSetError, verify_set_folder
+
+    try:
+        verify_set_folder(folder)
+    except IncompleteSetError as err:
+        raise FolderError(str(err)) from None
     columns = dataset_summary(folder).features
     if "hr" not in columns:
         raise FolderError(f"{folder}: parquet shards have no 'hr' image column (found {list(columns)})")

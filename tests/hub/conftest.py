@@ -12,6 +12,7 @@ from PIL import Image
 from hf_srdistill import config as C
 from hf_srdistill.configio import dump_yaml
 from hf_srdistill.data import imresize
+from hf_srdistill.data.set_folder import write_manifest
 from hf_srdistill.io import write_json, write_text
 from hf_srdistill.provenance import collect_provenance, describe_source, write_provenance
 
@@ -72,6 +73,7 @@ def make_set_folder(folder, ipc: int = 2, size: int = 32, results: bool = True):
             "bicubic": {"mini": {"psnr": 30.12, "ssim": 0.8811, "lpips": None}},
             "srcnn on distilled": {"mini": {"psnr": 31.5, "ssim": 0.9012, "lpips": 0.1234}}}})
     Image.fromarray(crops[0][2]).save(folder / "samples.png")
+    write_manifest(folder, n)
     return folder, crops
 
 

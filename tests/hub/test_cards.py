@@ -14,6 +14,7 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, ModelCard
 
+from hf_srdistill.data.set_folder import write_manifest
 from hf_srdistill.hub import FolderError, cards
 from hf_srdistill.io import read_json, write_json
 from hf_srdistill.provenance import read_provenance
@@ -82,6 +83,7 @@ def test_dataset_card_without_optional_files(tmp_path):
     prov = read_json(folder / "provenance.json")
     prov["source"]["license"], prov["source"]["license_note"] = None, None
     write_json(folder / "provenance.json", prov)
+    write_manifest(folder, 6)  # the edit above is deliberate: re-seal the set
     text = cards.write_dataset_card(folder).read_text()
     assert "No `size_report.json`" in text
     assert "SR results" not in text and "![" not in text
@@ -94,6 +96,7 @@ def test_dataset_card_licence_inherited(tmp_path):
     prov = read_json(folder / "provenance.json")
     prov["source"].update(kind="hub", id="someone/photos", license="cc-by-4.0", license_note=None)
     write_json(folder / "provenance.json", prov)
+    write_manifest(folder, 6)  # the edit above is deliberate: re-seal the set
     meta = DatasetCard.load(cards.write_dataset_card(folder)).data
     assert meta.license == "cc-by-4.0" and meta.source_datasets == ["someone/photos"]
 
