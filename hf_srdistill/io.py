@@ -36,3 +36,43 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+class UnwritableError(OSError):
+    """An output folder that cannot be written, found before any work is done."""
+
+
+def check_writable(folder: str | Path, what: str) -> None:
+    """Create ``folder`` and prove a file can be written there, so a run fails now, not at its end."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise UnwritableError(f"{what} {folder} is not writable ({err.strerror or err}); "
+                              "choose another folder or fix its permissions") from None
+
+
+def remove_stale_tmp(folder: str | Path) -> int:
+    """Delete the ``.*.tmp`` files that killed atomic writes left in ``folder`` (not recursive)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
+
+
+class CorruptFileError(ValueError):
+    """A state or record file that exists but cannot be parsed."""
+
+
+def read_json_file(path: str | Path, way_out: str) -> Any:
+    """Parsed JSON; a corrupt file is one error naming the file and ``way_out``."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptFileError(f"{path} is corrupt ({err}); delete it or set {way_out}") from None

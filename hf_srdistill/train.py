@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,13 +20,18 @@ from tqdm.auto import tqdm
 
 from hf_srdistill.accel import make_accelerator, seed_for
 from hf_srdistill.config import TrainJobConfig
+from hf_srdistill.configio import ConfigError, to_dict
 from hf_srdistill.data import PairedPatchDataset, SubImageStore
-from hf_srdistill.io import write_json
+from hf_srdistill.data.set_folder import read_set_images, set_digest
+from hf_srdistill.io import check_writable, read_json_file, remove_stale_tmp, write_json
 from hf_srdistill.models import build_model
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
+# train fields that may change between an interrupted run and its resume without changing
+# the result; any other change is refused (the run would silently continue the old one)
+RESUMABLE = {"resume", "checkpoint_every", "num_workers", "output_dir"}
 
 
 class SeededSamples(Dataset):
@@ -47,9 +52,11 @@ class SeededSamples(Dataset):
 
 
 def load_image_set(path: str, revision: str | None = None) -> list[np.ndarray]:
-    """HR images of a distilled/baseline set: a local folder or a Hub dataset id."""
+    """HR images of a distilled/baseline set: a local folder (read from its verified bytes) or a Hub id."""
     from datasets import load_dataset
 
+    if Path(path).expanduser().is_dir():
+        return read_set_images(Path(path).expanduser())
     ds = load_dataset(path, split="train", revision=revision)
     if "hr" not in ds.column_names:
         raise ValueError(f"{path}: a training set needs an 'hr' image column, found {ds.column_names}")
@@ -78,23 +85,40 @@ def _batch_indices(start: int, iterations: int, batch: int, rank: int, world: in
         yield list(range(base, base + batch))
 
 
-def train_sr(cfg: TrainJobConfig) -> Path:
-    """Train cfg.model on cfg.train.train_set (or the data source); returns the model folder."""
+def train_sr(cfg: TrainJobConfig, callback: Callable[[int, torch.nn.Module], None] | None = None,
+             callback_every: int = 0) -> Path:
+    """Train cfg.model on cfg.train.train_set (or the data source); returns the model folder.
+
+    ``callback(step, model)`` runs on the main process every ``callback_every`` steps and at
+    the last step, with the unwrapped model in eval mode (e.g. to score checkpoints on a
+    validation split); it is not called for steps a resumed run had already done.
+    """
     t0 = time.time()
     tc = cfg.train
     out = Path(tc.output_dir)
     accelerator = make_accelerator()
+    if accelerator.is_main_process:
+        check_writable(out, "train.output_dir")
+        remove_stale_tmp(out)
+        recover_checkpoint(out / CHECKPOINT_DIR)
+    accelerator.wait_for_everyone()
     torch.manual_seed(tc.seed)
     model = build_model(cfg.model)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    # not prepared: Accelerate's prepared scheduler steps once per process per call, which
+    # would run the schedule num_processes times faster. Every process steps its own copy
+    # once per optimizer step; it is still saved and restored with the checkpoint.
     scheduler = make_scheduler(optimizer, cfg)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
 
     start = 0
     ckpt = out / CHECKPOINT_DIR
     if tc.resume and (ckpt / "trainer_state.json").is_file():
+        state = read_json_file(ckpt / "trainer_state.json", "train.resume=false")
+        check_resumable(state.get("identity"), run_identity(cfg), ckpt)
         accelerator.load_state(str(ckpt))
-        start = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        start = state["step"]
         logger.info("resuming %s from step %d", out, start)
     if start >= tc.iterations and (out / "model.safetensors").is_file():
         return out
@@ -121,27 +145,81 @@ def train_sr(cfg: TrainJobConfig) -> Path:
             raise FloatingPointError(f"training loss is {loss.item()} at step {step}; last good "
                                      f"checkpoint kept in {ckpt}")
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        if callback is not None and accelerator.is_main_process and callback_every > 0 \
+                and (step % callback_every == 0 or step == tc.iterations):
+            inner = accelerator.unwrap_model(model)
+            inner.eval()
+            with torch.no_grad():
+                callback(step, inner)
+            inner.train()
         if step % tc.checkpoint_every == 0 and step < tc.iterations:
-            save_checkpoint(accelerator, ckpt, step)
+            save_checkpoint(accelerator, ckpt, step, run_identity(cfg))
     bar.close()
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(out)
-        _write_provenance(out, cfg, len(images), time.time() - t0)
+        _write_provenance(out, cfg, len(images), time.time() - t0,
+                          {"final_lr": scheduler.get_last_lr()[0], "scheduler_steps": scheduler.last_epoch,
+                           "processes": accelerator.num_processes})
         shutil.rmtree(ckpt, ignore_errors=True)
     accelerator.wait_for_everyone()
     return out
 
 
-def save_checkpoint(accelerator, ckpt: Path, step: int) -> None:
+def run_identity(cfg: TrainJobConfig) -> dict:
+    """What a checkpoint must have been trained with for a resume to continue the same run."""
+    ident = to_dict(cfg)
+    ident["train"] = {k: v for k, v in ident["train"].items() if k not in RESUMABLE}
+    if cfg.train.train_set and Path(cfg.train.train_set).is_dir():
+        ident["train_set_digest"] = set_digest(Path(cfg.train.train_set))
+    return json.loads(json.dumps(ident, default=str))
+
+
+def check_resumable(saved: dict | None, now: dict, ckpt: Path) -> None:
+    if saved == now:
+        return
+    if saved is None:
+        diff = ["(checkpoint has no config record)"]
+    else:
+        flat_saved, flat_now = _flatten(saved), _flatten(now)
+        diff = sorted(k for k in set(flat_saved) | set(flat_now) if flat_saved.get(k) != flat_now.get(k))
+    raise ConfigError(f"checkpoint {ckpt} was written with a different config ({', '.join(diff)}); "
+                      "use another train.output_dir or set train.resume=false to start over")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def recover_checkpoint(ckpt: Path) -> None:
+    """Finish or undo a checkpoint swap that a kill interrupted (see ``save_checkpoint``)."""
+    old, tmp = ckpt.with_name(ckpt.name + ".old"), ckpt.with_name(ckpt.name + ".tmp")
+    if old.exists():
+        if ckpt.exists():  # killed after the swap: the new checkpoint is complete
+            shutil.rmtree(old)
+        else:  # killed between the two renames: the old one is the last complete state
+            old.rename(ckpt)
+            logger.warning("restored %s from an interrupted checkpoint swap", ckpt)
+    if tmp.exists():  # a half-written state that never became the checkpoint
+        shutil.rmtree(tmp)
+
+
+def save_checkpoint(accelerator, ckpt: Path, step: int, identity: dict | None = None) -> None:
     """Write the full training state to a temp folder, then swap it in (a kill never corrupts it)."""
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     accelerator.save_state(str(tmp))
     if accelerator.is_main_process:
-        write_json(tmp / "trainer_state.json", {"step": step})
+        write_json(tmp / "trainer_state.json", {"step": step, "identity": identity})
         old = ckpt.with_name(ckpt.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
         if ckpt.exists():
             ckpt.rename(old)
         tmp.rename(ckpt)
@@ -149,10 +227,10 @@ def save_checkpoint(accelerator, ckpt: Path, step: int) -> None:
     accelerator.wait_for_everyone()
 
 
-def _write_provenance(out: Path, cfg: TrainJobConfig, n_images: int, wall: float) -> None:
+def _write_provenance(out: Path, cfg: TrainJobConfig, n_images: int, wall: float, extra: dict) -> None:
     from hf_srdistill.provenance import collect_provenance, write_provenance
 
     source = {"train_set": cfg.train.train_set, "num_train_images": n_images}
     if not cfg.train.train_set:
         source.update(source=cfg.data.source, hub_id=cfg.data.hub_id, revision=cfg.data.revision)
-    write_provenance(out, collect_provenance(cfg, source=source, wall_time_s=wall))
+    write_provenance(out, collect_provenance(cfg, source=source, wall_time_s=wall, extra=extra))

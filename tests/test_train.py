@@ -1,3 +1,9 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -5,9 +11,13 @@ from datasets import Dataset, Image as ImageFeature
 from PIL import Image
 
 from hf_srdistill import train as train_mod
+from hf_srdistill.data.set_folder import write_manifest
 from hf_srdistill.config import DataConfig, ModelConfig, TrainConfig, TrainJobConfig
 from hf_srdistill.data import load_mini
+from hf_srdistill.configio import ConfigError
 from hf_srdistill.models import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_job(out, **train_kw) -> TrainJobConfig:
@@ -18,6 +28,15 @@ def tiny_job(out, **train_kw) -> TrainJobConfig:
         model=ModelConfig(name="srcnn", scale=2, num_features=8),
         train=TrainConfig(**kw),
     )
+
+
+def _set_folder(folder, photos, replace=False):
+    """A set folder as write_image_set leaves it (parquet + manifest)."""
+    from hf_srdistill.distill.export import write_image_set
+
+    x = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).float() / 255
+    return write_image_set(folder, x, list(range(len(photos))), [f"p{i}" for i in range(len(photos))],
+                           [0] * len(photos), tiny_job(folder))
 
 
 def weights(folder):
@@ -37,8 +56,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, monkeypatch):
 
     real_save = train_mod.save_checkpoint
 
-    def save_then_die(accelerator, ckpt, step):
-        real_save(accelerator, ckpt, step)
+    def save_then_die(accelerator, ckpt, step, identity):
+        real_save(accelerator, ckpt, step, identity)
         raise KeyboardInterrupt("simulated kill right after the step-3 checkpoint")
 
     monkeypatch.setattr(train_mod, "save_checkpoint", save_then_die)
@@ -57,6 +76,7 @@ def test_trains_from_a_set_folder_loaded_with_datasets(tmp_path):
     (folder / "data").mkdir(parents=True)
     ds = Dataset.from_dict({"hr": [Image.fromarray(p) for p in photos], "label": [0, 1, 2]})
     ds.cast_column("hr", ImageFeature()).to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
+    write_manifest(folder, 3)
     loaded = train_mod.load_image_set(str(folder))
     assert len(loaded) == 3 and all(np.array_equal(a, b) for a, b in zip(loaded, photos))
     out = train_mod.train_sr(tiny_job(tmp_path / "m", train_set=str(folder), iterations=2))
@@ -67,6 +87,7 @@ def test_a_set_without_hr_column_is_rejected(tmp_path):
     folder = tmp_path / "bad" / "data"
     folder.mkdir(parents=True)
     Dataset.from_dict({"x": [1]}).to_parquet(str(folder / "train-00000-of-00001.parquet"))
+    write_manifest(tmp_path / "bad", 1)
     with pytest.raises(ValueError, match="'hr' image column"):
         train_mod.load_image_set(str(tmp_path / "bad"))
 
@@ -86,3 +107,133 @@ def test_seeded_samples_depend_only_on_index():
     torch.manual_seed(123)  # global state must not matter
     assert [a[k] for k in (7, 3, 7)] == [b[k] for k in (7, 3, 7)]
     assert a[7] != train_mod.SeededSamples(Noisy(), seed=2, total=50)[7]
+
+
+def test_the_lr_schedule_ends_where_it_should(tmp_path):
+    out = train_mod.train_sr(tiny_job(tmp_path / "m", iterations=8, lr=1e-3))
+    extra = json.loads((out / "provenance.json").read_text())["extra"]
+    assert extra["scheduler_steps"] == 8 and extra["final_lr"] == pytest.approx(1e-5)
+
+
+def test_two_processes_follow_the_one_process_lr_schedule(tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` on CPU: the cosine schedule steps once per step."""
+    from hf_srdistill.configio import dump_yaml
+
+    config = tmp_path / "train.yaml"
+    config.write_text(dump_yaml(tiny_job(tmp_path / "two", iterations=40, checkpoint_every=100)))
+    launcher = Path(sys.executable).with_name("accelerate")
+    proc = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                           "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "scripts" / "train.py"),
+                           "--config", str(config)], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    extra = json.loads((tmp_path / "two" / "provenance.json").read_text())["extra"]
+    assert extra["processes"] == 2
+    assert extra["scheduler_steps"] == 40 and extra["final_lr"] == pytest.approx(1e-5)
+
+
+def _kill_at_first_checkpoint(monkeypatch):
+    real_save = train_mod.save_checkpoint
+
+    def save_then_die(*args):
+        real_save(*args)
+        raise KeyboardInterrupt("simulated kill after a checkpoint")
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_die)
+    return real_save
+
+
+@pytest.mark.parametrize("change, key", [({"lr": 5e-4}, "train.lr"), ({"seed": 7}, "train.seed"),
+                                         ({"iterations": 9}, "train.iterations")])
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, monkeypatch, change, key):
+    real_save = _kill_at_first_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train_sr(tiny_job(tmp_path / "m"))
+    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
+    with pytest.raises(ConfigError, match=rf"different config \({key}\).*train.resume=false"):
+        train_mod.train_sr(tiny_job(tmp_path / "m", **change))
+    # asked to start over, it does, and records the values it really used
+    out = train_mod.train_sr(tiny_job(tmp_path / "m", resume=False, **change))
+    prov = json.loads((out / "provenance.json").read_text())
+    name, value = next(iter(change.items()))
+    assert prov["config"]["train"][name] == value
+
+
+def test_resume_refuses_another_train_set_with_the_same_path(tmp_path, monkeypatch):
+    folder = _set_folder(tmp_path / "set", [img[:48, :48] for _, img in load_mini("train")[:2]])
+    real_save = _kill_at_first_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train_sr(tiny_job(tmp_path / "m", train_set=str(folder)))
+    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
+    _set_folder(folder, [img[48:96, 48:96] for _, img in load_mini("train")[:2]], replace=True)
+    with pytest.raises(ConfigError, match="train_set_digest"):
+        train_mod.train_sr(tiny_job(tmp_path / "m", train_set=str(folder)))
+
+
+@pytest.mark.parametrize("killed", ["between the renames", "after the swap"])
+def test_a_kill_during_the_checkpoint_swap_is_recovered(tmp_path, monkeypatch, killed):
+    reference = weights(train_mod.train_sr(tiny_job(tmp_path / "a", iterations=9)))
+    real_rename = Path.rename
+    seen = {"n": 0}
+
+    def dying_rename(self, target):
+        # renames per checkpoint: checkpoint -> checkpoint.old (from the 2nd on), checkpoint.tmp -> checkpoint
+        seen["n"] += 1
+        if killed == "between the renames" and seen["n"] == 2:  # 2nd checkpoint: old moved, new not yet in
+            real_rename(self, target)
+            raise KeyboardInterrupt("simulated kill between the renames")
+        out = real_rename(self, target)
+        if killed == "after the swap" and seen["n"] == 3:
+            (Path(target).with_name("checkpoint.old")).mkdir(exist_ok=True)  # the rmtree never ran
+            raise KeyboardInterrupt("simulated kill after the swap")
+        return out
+
+    monkeypatch.setattr(Path, "rename", dying_rename)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train_sr(tiny_job(tmp_path / "b", iterations=9))
+    monkeypatch.setattr(Path, "rename", real_rename)
+    assert (tmp_path / "b" / "checkpoint.old").exists()
+    resumed = weights(train_mod.train_sr(tiny_job(tmp_path / "b", iterations=9)))
+    assert not (tmp_path / "b" / "checkpoint.old").exists()
+    for name, tensor in reference.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0)
+
+
+def test_an_unwritable_output_folder_fails_before_training(tmp_path, monkeypatch):
+    from hf_srdistill.io import UnwritableError
+
+    if os.geteuid() == 0:  # root ignores permission bits: make the folder's parent a file instead
+        (tmp_path / "file").write_text("")
+        out = tmp_path / "file" / "m"
+    else:
+        (tmp_path / "ro").mkdir(mode=0o555)
+        out = tmp_path / "ro" / "m"
+    monkeypatch.setattr(train_mod, "training_images", lambda cfg: pytest.fail("work started"))
+    with pytest.raises(UnwritableError, match="train.output_dir .* is not writable"):
+        train_mod.train_sr(tiny_job(out))
+
+
+def test_stale_tmp_files_of_killed_writes_are_removed(tmp_path):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / ".provenance.json.abc123.tmp").write_text("half")
+    train_mod.train_sr(tiny_job(out))
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_callback_sees_the_model_at_the_chosen_steps(tmp_path):
+    seen = []
+    train_mod.train_sr(tiny_job(tmp_path / "m", iterations=7), callback=lambda step, m: seen.append(
+        (step, m.training)), callback_every=3)
+    assert seen == [(3, False), (6, False), (7, False)]
+
+
+def test_cli_reports_a_refused_run_in_one_line(tmp_path, capsys):
+    from hf_srdistill.cli import main as cli_main
+
+    folder = _set_folder(tmp_path / "set", [img[:48, :48] for _, img in load_mini("train")[:2]])
+    (folder / "manifest.json").unlink()
+    capsys.readouterr()
+    assert cli_main(["train", f"--train.train_set={folder}", f"--train.output_dir={tmp_path / 'm'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no manifest.json" in err[0] and err[0].startswith("hf-srdistill train: error:")
