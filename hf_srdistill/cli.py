@@ -25,7 +25,19 @@ CONFIG_COMMANDS = {
 HUB_COMMANDS = ("push-dataset", "push-model", "reproduce")
 # commands with their own argument parsing: command -> "module:main(argv)"
 ARGV_COMMANDS = {**{name: "hf_srdistill.hub.cli:main" for name in HUB_COMMANDS},
-                 "reproduce-study": "hf_srdistill.study:main"}
+                 "reproduce-study": "hf_srdistill.study:main", "cache": "hf_srdistill.data.cache:main"}
+
+
+def known_errors() -> tuple[type[BaseException], ...]:
+    """Errors that explain themselves in one line: printed without a traceback, exit 2."""
+    from hf_srdistill.data.errors import DataNotFoundError
+    from hf_srdistill.data.set_folder import IncompleteSetError
+    from hf_srdistill.distill.loop import DistillationDiverged
+    from hf_srdistill.hub.folders import FolderError
+    from hf_srdistill.io import CorruptFileError, UnwritableError
+
+    return (ConfigError, DataNotFoundError, IncompleteSetError, FolderError, CorruptFileError, UnwritableError,
+            DistillationDiverged)
 
 
 def _resolve(target: str):
@@ -54,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
               + "\n".join(lines))
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     command, rest = argv[0], argv[1:]
+    if command == "cache":
+        return _resolve(ARGV_COMMANDS[command])(rest)
     if command in ARGV_COMMANDS:
         return _resolve(ARGV_COMMANDS[command])([command, *rest])
     try:
@@ -61,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as err:
         print(f"hf-srdistill {command}: config error: {err}", file=sys.stderr)
         return 2
-    _resolve(CONFIG_COMMANDS[command][1])(cfg)
+    try:
+        _resolve(CONFIG_COMMANDS[command][1])(cfg)
+    except known_errors() as err:
+        print(f"hf-srdistill {command}: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -301,11 +301,13 @@ class DistillConfig:
     def __post_init__(self) -> None:
         _check_positive("distill", ipc=self.ipc, image_size=self.image_size, iterations=self.iterations,
                         outer_loop=self.outer_loop, batch_real=self.batch_real, batch_net=self.batch_net,
-                        lr_img=self.lr_img,
+                        lr_img=self.lr_img, lr_net=self.lr_net,
                         classes_per_step=self.classes_per_step, checkpoint_every=self.checkpoint_every,
                         snapshot_every=self.snapshot_every)
         if self.inner_loop < 0:
             raise ValueError(f"distill.inner_loop must be >= 0, got {self.inner_loop}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"distill.momentum must be in [0, 1) (SGD momentum), got {self.momentum}")
         for name in ("real_chunk", "syn_chunk"):
             if getattr(self, name) < 0:
                 raise ValueError(f"distill.{name} must be >= 0 (0 = auto), got {getattr(self, name)}")

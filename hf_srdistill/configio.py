@@ -7,6 +7,8 @@ fields, so a typo is an error that names the key instead of a silently ignored v
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -15,6 +17,37 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads floats as YAML 1.2 and Python do: ``1e-3``, ``1e+3``, ``1.0e30``.
+
+    PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent, so ``1e-3``
+    would silently load as the string "1e-3".
+    """
+
+
+_Loader.yaml_implicit_resolvers = {k: [r for r in v if r[0] != "tag:yaml.org,2002:float"]
+                                   for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text -> Python values; a syntax error is a ConfigError naming ``where`` and the line."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}:{line}: invalid YAML ({problem})") from None
 
 
 class ConfigError(ValueError):
@@ -28,12 +61,12 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = parse_yaml(path.read_text(), str(path)) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
     for item in overrides or []:
         key, value = _split_override(item)
-        _set_dotted(raw, key, yaml.safe_load(value) if value != "" else "")
+        _set_dotted(raw, key, parse_yaml(value, f"--{key}") if value != "" else "")
     return from_dict(cls, raw)
 
 
@@ -121,6 +154,8 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
         raise ConfigError(f"{name}: expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{name}: expected a finite number, got {value!r}")
             return float(value)
         raise ConfigError(f"{name}: expected a number, got {value!r}")
     if tp is str:

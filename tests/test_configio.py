@@ -69,3 +69,45 @@ def test_main_job_reference_models_from_yaml_and_their_conflict_with_a_named_poo
     assert [(m.name, m.scale, m.depth) for m in cfg.reference_models] == [("srcnn", 2, None), ("edsr", 4, 1)]
     with pytest.raises((ConfigError, ValueError), match="reference_pool"):
         load_config(MainJobConfig, "configs/main_mini.yaml", ["--distill.reference_pool=[outputs/ref]"])
+
+
+@pytest.mark.parametrize("text, value", [("1e-3", 1e-3), ("1e+3", 1e3), ("1.0e30", 1e30), ("2.5E-4", 2.5e-4),
+                                         ("0.01", 0.01), ("7", 7.0)])
+def test_standard_float_syntax_in_yaml_and_on_the_command_line(tmp_path, text, value):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"distill:\n  lr_img: {text}\n")
+    assert load_config(DistillJobConfig, path).distill.lr_img == pytest.approx(value)
+    assert load_config(DistillJobConfig, None, [f"--distill.lr_img={text}"]).distill.lr_img == pytest.approx(value)
+    assert load_config(TrainJobConfig, None, [f"--train.lr={text}"]).train.lr == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", [".inf", "-.inf", ".nan", "1e999"])
+def test_non_finite_numbers_are_rejected_naming_the_key(text):
+    with pytest.raises(ConfigError, match="distill.lr_img: expected a finite number"):
+        load_config(DistillJobConfig, None, [f"--distill.lr_img={text}"])
+
+
+def test_malformed_yaml_is_one_error_naming_file_and_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("distill:\n  ipc: 1\n  lr_img: [0.1, 0.2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: line \d+, column \d+: invalid YAML"):
+        load_config(DistillJobConfig, path)
+    assert cli_main(["distill", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid YAML" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--distill.momentum=-5", "distill.momentum must be in"),
+    ("--distill.momentum=1", "distill.momentum must be in"),
+    ("--distill.lr_net=0", "distill.lr_net must be > 0"),
+    ("--distill.lr_net=-0.1", "distill.lr_net must be > 0"),
+    ("--distill.lr_img=.inf", "distill.lr_img"),
+])
+def test_bad_distill_numbers_stop_before_any_work(override, message, capsys, monkeypatch):
+    import hf_srdistill.distill as distill_pkg
+
+    monkeypatch.setattr(distill_pkg, "distill", lambda cfg: pytest.fail("work started on a bad config"))
+    assert cli_main(["distill", override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
