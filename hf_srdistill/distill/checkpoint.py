@@ -61,9 +61,13 @@ def save_checkpoint(path: Path, state: DistillState, cfg: DistillJobConfig, fing
 
 def load_checkpoint(path: Path, cfg: DistillJobConfig, fingerprint: str) -> DistillState:
     """Read a checkpoint; refuse one written by a different config or data source."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-    saved = json.loads(meta["identity"])
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+        saved = json.loads(meta["identity"])
+    except Exception as err:  # safetensors raises its own error types for truncated/garbled files
+        raise ConfigError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); delete it or set "
+                          "distill.resume=false to start over") from None
     now = _identity(cfg, fingerprint)
     if saved != now:
         diff = sorted(k for k in set(saved["distill"]) | set(now["distill"])

@@ -46,9 +46,14 @@ from hf_srdistill.distill.figures import evolution_figure, grid, save_png, thumb
 from hf_srdistill.distill.latent_glue import latent_synthetic, save_latent_state, write_latent_outputs
 from hf_srdistill.distill.matching import auto_chunk, match_and_backward
 from hf_srdistill.distill.synthetic import class_generator
+from hf_srdistill.io import check_writable, remove_stale_tmp
 
 REAL_STREAM, NET_STREAM, MODEL_STREAM = 2, 3, 4
 SNAPSHOT_ROWS = 4  # classes shown in the evolution figure
+# a class whose pixels are pinned at 0 or 1 this much more than at its start has been blown
+# out by too large a step (clamping keeps such pixels finite, so the NaN guard cannot see it);
+# checked for unbounded runs, since max_change keeps every pixel near its init anyway
+SATURATION_SHARE, SATURATION_RISE = 0.5, 0.25
 
 
 class DistillationDiverged(FloatingPointError):
@@ -122,6 +127,7 @@ class _Run:
             if d.max_change is not None:
                 self.floor, self.ceil = (init - d.max_change).clamp(0, 1), (init + d.max_change).clamp(0, 1)
             self.opt = torch.optim.SGD([self.images], lr=d.lr_img, momentum=d.momentum)
+            self.start_saturation = self._saturation()
         if state is not None and state.momentum is not None and self.opt is not None:
             self.opt.state[self.images]["momentum_buffer"] = state.momentum[own].to(acc.device).clone()
         self.iteration = state.iteration if state else 0
@@ -208,10 +214,21 @@ class _Run:
                         self.images.clamp_(self.floor, self.ceil)
             per_class = self.images.detach().view(self.hi - self.lo, d.ipc * 3 * s * s).sum(1)
             bad = self._first_bad(per_class, "pixels")
+            if bad is None and self.latent is None and self.floor is None:  # max_change bounds the damage
+                sat = self._saturation()
+                blown = (sat > SATURATION_SHARE) & (sat > self.start_saturation + SATURATION_RISE)
+                bad = self._first_bad(torch.where(blown, math.inf, 0.0), "saturated pixels (over "
+                                      f"{SATURATION_SHARE:.0%} of the class pinned at 0 or 1)")
         if bad is not None:
-            raise DistillationDiverged(f"non-finite {bad[1]} at iteration {self.iteration}, class {bad[0]} "
+            what = bad[1] if bad[1].startswith("saturated") else f"non-finite {bad[1]}"
+            raise DistillationDiverged(f"{what} at iteration {self.iteration}, class {bad[0]} "
                                        f"({self.store.class_names[bad[0]]!r}), matching step {outer}")
         return float(loss.sum())
+
+    def _saturation(self) -> torch.Tensor:
+        """Share of each class's pixels at 0 or 1."""
+        x = self.images.detach().view(self.hi - self.lo, -1)
+        return ((x <= 0) | (x >= 1)).float().mean(1)
 
     def _first_bad(self, per_class: torch.Tensor, what: str) -> tuple[int, str] | None:
         """Lowest class index, over all processes, whose value is NaN/inf (collective)."""
@@ -261,6 +278,11 @@ def distill(cfg: DistillJobConfig) -> Path:
 
     d = cfg.distill
     acc = make_accelerator()
+    if acc.is_main_process:
+        check_writable(d.output_dir, "distill.output_dir")
+        remove_stale_tmp(d.output_dir)
+        remove_stale_tmp(checkpoint_path(d.output_dir).parent)
+    acc.wait_for_everyone()
     with acc.main_process_first():  # one process builds the sub-image cache, the others reuse it
         store = group_store(SubImageStore.build(cfg.data), cfg)  # classes, or class-agnostic matching units
     path = checkpoint_path(d.output_dir)

@@ -165,9 +165,9 @@ def test_reference_pool_and_reference_path_are_exclusive():
 def test_max_change_keeps_every_pixel_within_its_distance_of_the_init(tiny_job, tmp_path):
     cfg = tiny_job(lr_img=1e4)  # a step far larger than the bound: the projection must do the work
     init = init_images(cfg.distill, _store(cfg), [0, 1, 2])
-    free = _state(distill(cfg))["images"]
+    with pytest.raises(DistillationDiverged, match="saturated pixels"):  # unbounded, this step blows the set out
+        distill(cfg)
     bounded = _state(distill(_with(cfg, max_change=0.02, output_dir=str(tmp_path / "bounded"))))["images"]
-    assert float((free - init).abs().max()) > 0.1
     change = (bounded - init).abs()
     assert float(change.max()) <= 0.02 + 1e-6 and float(change.max()) > 0.019  # the bound is reached, not passed
     assert 0 <= float(bounded.min()) and float(bounded.max()) <= 1
@@ -220,3 +220,45 @@ def test_baseline_sets_are_the_undistilled_starts(tiny_job, kind):
     assert json.loads((folder / "provenance.json").read_text())["extra"]["kind"] == kind
     with pytest.raises(ValueError, match="unknown baseline set 'coreset'"):
         make_baseline_set("coreset", cfg)
+
+
+@pytest.mark.parametrize("lr_img", [1e30, 1e6])
+def test_an_absurd_step_size_stops_with_a_named_error_instead_of_a_blown_out_set(tiny_job, lr_img):
+    cfg = _with(tiny_job(), lr_img=lr_img, outer_loop=1)
+    with pytest.raises(DistillationDiverged, match=r"saturated pixels .* at iteration 0, class \d.*distill.lr_img"):
+        distill(cfg)
+    assert not (Path(cfg.distill.output_dir) / "data").exists()
+
+
+def test_a_normal_run_is_not_flagged_as_saturated(tiny_job):
+    distill(_with(tiny_job(), iterations=2))  # lr_img 0.1 moves pixels without pinning them
+
+
+def test_a_corrupt_checkpoint_names_the_file_and_the_way_out(tiny_job):
+    from hf_srdistill.configio import ConfigError
+
+    cfg = _with(tiny_job(), iterations=2)
+    distill(cfg)
+    path = checkpoint_path(cfg.distill.output_dir)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ConfigError, match=r"state.safetensors is unreadable .*distill.resume=false"):
+        distill(_with(cfg, resume=True))
+
+
+def test_an_unwritable_output_folder_fails_before_any_work(tiny_job, tmp_path, monkeypatch):
+    from hf_srdistill.io import UnwritableError
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(loop_mod, "group_store", lambda *a: pytest.fail("work started"))
+    with pytest.raises(UnwritableError, match="distill.output_dir .* is not writable"):
+        distill(_with(tiny_job(), output_dir=str(tmp_path / "file" / "set")))
+
+
+def test_stale_tmp_files_of_a_killed_run_are_removed(tiny_job):
+    cfg = _with(tiny_job(), iterations=2)
+    ckpt_dir = checkpoint_path(cfg.distill.output_dir).parent
+    ckpt_dir.mkdir(parents=True)
+    (ckpt_dir / ".state.safetensors.x1.tmp").write_bytes(b"half")
+    (ckpt_dir.parent / ".provenance.json.x2.tmp").write_text("half")
+    distill(cfg)
+    assert not list(ckpt_dir.glob(".*.tmp")) and not list(ckpt_dir.parent.glob(".*.tmp"))
