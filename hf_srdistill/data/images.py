@@ -106,7 +106,8 @@ def decode_image_bytes(data: bytes, name: str = "image") -> np.ndarray:
             img.load()  # force decoding now so truncated files fail here, not later
             _warn_if_16bit_colour_png(data[:26], name)
             arr = pil_to_array(img, name)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
+            Image.DecompressionBombError) as err:  # a bomb header is a bad file like any other
         raise CorruptImageError(f"cannot decode image {name}: {err}") from err
     return to_rgb_uint8(arr, name=name)
 

@@ -109,7 +109,7 @@ def _decode_value(value: Any, name: str) -> np.ndarray:
         try:
             value = datasets.Image().decode_example(value if isinstance(value, dict) else {
                 "path": value, "bytes": None})
-        except (OSError, ValueError, SyntaxError, EOFError) as err:
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
             raise CorruptImageError(f"cannot decode image {name}: {err}") from err
     return to_rgb_uint8(pil_to_array(value, name), name)
 

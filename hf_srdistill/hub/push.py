@@ -1,7 +1,7 @@
 """Push a distilled-set folder or a trained-model folder to the Hugging Face Hub.
 
-The folder is checked and its card refreshed first, then `create_repo(exist_ok=True)` and
-one `upload_folder` commit. A commit is all-or-nothing on the Hub, so a failure part way
+The folder and the token are checked first, then `create_repo(exist_ok=True)`; only once
+the repo is open is the card refreshed, then one `upload_folder` commit. A commit is all-or-nothing on the Hub, so a failure part way
 leaves nothing claimed as done and re-running the same command is the retry.
 
 The token comes only from where huggingface_hub looks (an explicit argument, HF_TOKEN, the
@@ -32,12 +32,13 @@ def push_dataset(folder: str | Path, repo_id: str, private: bool = False, revisi
                  token: str | None = None) -> str:
     """Upload a distilled-set folder as a dataset repo; returns the commit URL."""
     folder = F.check_dataset_folder(folder)
-    cards.write_dataset_card(folder, repo_id)
+    token = _require_token(token)
     prov, summary = read_provenance(folder), F.dataset_summary(folder)
     source = (prov.get("source") or {}).get("id") or "unrecorded source"
     ipc = prov["config"].get("distill", {}).get("ipc")
     message = f"Upload SR training set: {summary.num_rows} images (IPC {ipc}) from {source}"
-    return _push(folder, repo_id, "dataset", private, revision, token, message)
+    return _push(folder, repo_id, "dataset", private, revision, token, message,
+                 lambda: cards.write_dataset_card(folder, repo_id))
 
 
 def push_model(folder: str | Path, repo_id: str, private: bool = False, revision: str | None = None,
@@ -48,21 +49,27 @@ def push_model(folder: str | Path, repo_id: str, private: bool = False, revision
     when the recorded train_set is a local folder that was pushed separately.
     """
     folder = F.check_model_folder(folder)
+    token = _require_token(token)
     if not (folder / "eval_results.json").is_file():
         logger.warning("%s has no eval_results.json: the card will carry no metrics "
                        "(run `hf-srdistill evaluate --model_path=%s` first)", folder, folder)
-    cards.write_model_card(folder, repo_id, dataset_repo_id)
     model = read_provenance(folder)["config"].get("model", {})
     message = f"Upload {model.get('name')} x{model.get('scale')} SR model"
-    return _push(folder, repo_id, "model", private, revision, token, message)
+    return _push(folder, repo_id, "model", private, revision, token, message,
+                 lambda: cards.write_model_card(folder, repo_id, dataset_repo_id))
 
 
-def _push(folder: Path, repo_id: str, repo_type: str, private: bool, revision: str | None,
-          token: str | None, message: str) -> str:
+def _require_token(token: str | None) -> str:
     token = token or get_token()
     if not token:
         raise HubPushError("no Hugging Face token found: run `hf auth login` or set the HF_TOKEN "
                            "environment variable to a token with write access, then retry")
+    return token
+
+
+def _push(folder: Path, repo_id: str, repo_type: str, private: bool, revision: str | None,
+          token: str, message: str, write_card) -> str:
+    """Open the repo, then refresh the card, then upload: a push that cannot start changes nothing."""
     api = HfApi(token=token)
     message = f"{message} (hf_srdistill {__version__})"
     where = f"{repo_type} repo {repo_id}"
@@ -76,6 +83,7 @@ def _push(folder: Path, repo_id: str, repo_type: str, private: bool, revision: s
     except Exception as err:  # network/offline: same message whatever the transport raised
         raise HubPushError(f"could not reach the Hub to create the {where} ({type(err).__name__}: {err}). "
                            f"Nothing was uploaded; rerun the same command to retry.") from err
+    write_card()
     logger.info("uploading %s to %s", folder, where)
     try:
         info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type,

@@ -107,6 +107,7 @@ def reproduce(ref: str, output_dir: str | Path | None = None, overrides: Sequenc
     """Re-run the artifact at `ref` (folder or Hub id) and compare; the verdict says how it went."""
     original = resolve_artifact(ref, repo_type)
     prov = read_provenance(original)
+    artifact_kind(original)  # before the re-run: a folder with nothing to compare fails now, not after it
     output_dir = Path(output_dir or tempfile.mkdtemp(prefix="hf_srdistill_reproduce_"))
     command, cfg = recorded_config(prov, output_dir, overrides)
     result = runner_for(command)(cfg)
@@ -118,15 +119,25 @@ def reproduce(ref: str, output_dir: str | Path | None = None, overrides: Sequenc
     return verdict
 
 
-def compare_artifacts(original: Path, produced: Path, tol: Tolerance, test_root: str | None = None) -> Verdict:
+def artifact_kind(original: Path) -> str:
+    """"set", "model" or "results": what the folder holds that a re-run can be compared with."""
     if sorted(original.glob(F.DATA_GLOB)):
-        return compare_sets(original, produced)
+        return "set"
     if (original / "model.safetensors").is_file():
-        return compare_models(original, produced, tol, test_root)
+        return "model"
     if (original / "results.json").is_file():
-        return compare_results(F.read_json_if_present(original / "results.json"),
-                               F.read_json_if_present(produced / "results.json"), tol, "evaluation table")
+        return "results"
     raise F.FolderError(f"{original}: nothing to compare (no {F.DATA_GLOB}, model.safetensors or results.json)")
+
+
+def compare_artifacts(original: Path, produced: Path, tol: Tolerance, test_root: str | None = None) -> Verdict:
+    kind = artifact_kind(original)
+    if kind == "set":
+        return compare_sets(original, produced)
+    if kind == "model":
+        return compare_models(original, produced, tol, test_root)
+    return compare_results(F.read_json_if_present(original / "results.json"),
+                           F.read_json_if_present(produced / "results.json"), tol, "evaluation table")
 
 
 # ---- distilled sets --------------------------------------------------------------------

@@ -153,3 +153,23 @@ def test_nothing_usable(tmp_path, astronaut):
     Image.fromarray(astronaut[:30, :30]).save(root / "x.png")
     with pytest.raises(ValueError, match="no image of at least data.crop_size=48"):
         SubImageStore.build(_cfg(root, tmp_path))
+
+
+def test_cache_list_and_prune_remove_killed_builds_and_old_caches(tmp_path, capsys):
+    from hf_srdistill.cli import main as cli_main
+    from hf_srdistill.data import cache
+
+    cfg = DataConfig(source="mini", max_images=1, crop_size=96, step=96, cache_dir=str(tmp_path))
+    SubImageStore.build(cfg)
+    killed = tmp_path / "subimages" / ".deadbeef.x1y2"
+    killed.mkdir()
+    (killed / "subimages.arrow").write_bytes(b"half")
+    entries = cache.list_caches(tmp_path)
+    assert [e.complete for e in entries] == [False, True] and entries[1].classes == 1
+    assert "mini split=train crop=96/96" in entries[1].source
+    assert cli_main(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
+    assert "incomplete (killed build)" in capsys.readouterr().out
+    assert cli_main(["cache", "prune", "--cache-dir", str(tmp_path)]) == 0  # only the killed build
+    assert not killed.exists() and [e.complete for e in cache.list_caches(tmp_path)] == [True]
+    assert [e.complete for e in cache.prune(tmp_path, older_than_days=0)] == [True]
+    assert cache.list_caches(tmp_path) == []

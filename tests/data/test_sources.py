@@ -151,3 +151,23 @@ def test_fingerprint_tracks_files_and_config(tmp_path, crops):
     pinned = DataConfig(source="hub", hub_id="x/y", revision="abc")
     assert source_fingerprint(hub) != source_fingerprint(pinned)
     assert source_fingerprint(DataConfig()) != source_fingerprint(DataConfig(max_images=3))
+
+
+def test_a_decompression_bomb_is_a_counted_skip_naming_the_file(tmp_path, crops, caplog):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    # a valid PNG header claiming 30000 x 30000 RGB pixels: Pillow refuses it before decoding
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                                        + chunk(b"IEND", b""))
+    Image.fromarray(crops["a"]).save(tmp_path / "a.png")
+    report = SourceReport()
+    with caplog.at_level(logging.INFO):
+        out = dict(iter_source_images(DataConfig(source="folder", path=str(tmp_path)), report))
+    assert list(out) == ["a"]
+    assert [n for n, _ in report.skipped] == ["bomb"] and "decompression bomb" in report.skipped[0][1].lower()
+    assert "bomb.png" in report.skipped[0][1] and "1 images loaded, 1 skipped" in caplog.text

@@ -107,9 +107,11 @@ def test_missing_token_is_a_clear_error(tmp_path, hub, monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
     monkeypatch.setattr(push, "get_token", lambda: None)
     folder, _ = make_set_folder(tmp_path / "set")
+    assert not (folder / "README.md").exists()
     with pytest.raises(HubPushError, match="no Hugging Face token found.*hf auth login.*HF_TOKEN"):
         push_dataset(folder, "someone/x")
     assert hub.calls == []
+    assert not (folder / "README.md").exists()  # no card was written: nothing in the folder changed
 
 
 def test_network_error_mid_upload_then_retry(tmp_path, hub):
@@ -131,6 +133,7 @@ def test_hub_http_errors_are_explained(tmp_path, hub, status, message):
     with pytest.raises(HubPushError, match=f"{message}.*Nothing was uploaded"):
         push_dataset(folder, "someone/x")
     assert hub.named("upload_folder") == []
+    assert not (folder / "README.md").exists()  # the card is written only once the repo is open
 
 
 def test_invalid_folder_fails_before_any_hub_call(tmp_path, hub):

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import httpx2
 import numpy as np
+import shutil
+
 import pytest
 import torch
 from PIL import Image
 
+from hf_srdistill.data.set_folder import write_manifest
 from hf_srdistill import config as C
 from hf_srdistill.configio import to_dict
 from hf_srdistill.hub import reproduce as R
@@ -179,7 +182,20 @@ def test_reproduce_cli_errors(tmp_path, capsys):
     folder, _ = make_set_folder(tmp_path / "set")
     assert main(["reproduce", str(folder), "stray"]) == 2
     write_json(folder / "provenance.json", {**read_provenance(folder), "config_class": "Other"})
+    write_manifest(folder, 6)  # the edit above is deliberate: re-seal the set
     assert main(["reproduce", str(folder)]) == 2
+
+
+def test_reproduce_checks_there_is_something_to_compare_before_rerunning(tmp_path, runs):
+    from hf_srdistill.hub.folders import FolderError
+    from hf_srdistill.hub.reproduce import reproduce
+
+    folder, _ = make_set_folder(tmp_path / "set", results=False)
+    shutil.rmtree(folder / "data")
+    seen = runs(lambda cfg: tmp_path / "rerun")
+    with pytest.raises(FolderError, match="nothing to compare"):
+        reproduce(str(folder), tmp_path / "rerun")
+    assert seen == []
 
 
 def test_resolve_artifact_from_hub_tries_dataset_then_model(tmp_path, monkeypatch):
