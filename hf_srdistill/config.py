@@ -221,6 +221,58 @@ class DMConfig:
 
 
 @dataclass
+class TrajectoryConfig:
+    """Trajectory matching (distill.objective=tm, MTT for SR): N student steps on the set from
+    an expert checkpoint should land where the expert was M checkpoints later."""
+
+    # expert architectures (and scales); empty = [distill.reference]. Iteration i matches a
+    # trajectory of models[i % len(models)], so one set carries several judges' training.
+    models: list[ModelConfig] = field(default_factory=list)
+    # expert runs per model (seeds 0..n-1), trained once on the full data and stored.
+    num_experts: int = 2
+    # where trajectories are stored and reused; None = <distill.output_dir>/experts.
+    expert_dir: str | None = None
+    # each expert: Adam at expert_lr (constant), batches of expert_batch patches of
+    # expert_patch px (the judges' recipe), a checkpoint every expert_every steps.
+    expert_steps: int = 2000
+    expert_every: int = 100
+    expert_lr: float = 1e-3
+    expert_batch: int = 16
+    expert_patch: int = 48
+    # a matching starts from checkpoint t < max_start (counted from the first saved one) and
+    # targets checkpoint t + span.
+    max_start: int = 10
+    span: int = 2
+    # student: syn_steps differentiable SGD steps on batch_syn random patch_size crops of the
+    # set (LR made from the whole image, then cropped, as the judges train; 0 = all images).
+    # adam = steps preconditioned like the Adam-trained experts' (g / sqrt(v), v = the mean
+    # squared real-data gradient at the start checkpoint, precond_batches batches); sgd = plain.
+    student: Literal["adam", "sgd"] = "adam"
+    precond_batches: int = 8
+    syn_steps: int = 20
+    batch_syn: int = 8
+    patch_size: int = 48
+    # initial student lr; None = calibrated at the first iteration so that syn_steps steps of
+    # the first gradient's size cover the expert's distance. Learnt on a log scale at lr_lr.
+    lr_student: float | None = None
+    lr_lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        _check_positive("distill.tm", num_experts=self.num_experts, expert_steps=self.expert_steps,
+                        expert_every=self.expert_every, expert_lr=self.expert_lr, expert_batch=self.expert_batch,
+                        expert_patch=self.expert_patch, max_start=self.max_start, span=self.span,
+                        syn_steps=self.syn_steps, patch_size=self.patch_size, lr_student=self.lr_student,
+                        precond_batches=self.precond_batches,
+                        lr_lr=self.lr_lr)
+        if self.batch_syn < 0:
+            raise ValueError(f"distill.tm.batch_syn must be >= 0 (0 = all images), got {self.batch_syn}")
+        if (self.max_start + self.span) * self.expert_every > self.expert_steps:
+            raise ValueError(f"distill.tm: (max_start + span) x expert_every = "
+                             f"{(self.max_start + self.span) * self.expert_every} exceeds expert_steps="
+                             f"{self.expert_steps}; the expert has no checkpoint that far")
+
+
+@dataclass
 class ClusterConfig:
     """Pseudo-classes for distill.grouping=kmeans: k-means on one descriptor per sub-image."""
 
@@ -246,9 +298,11 @@ class DistillConfig:
     image_size: int = 96
     init: Literal["noise", "downscaled", "real", "latent"] = "downscaled"
     # gm = gradient matching (Dataset Condensation); dm = distribution matching (feature
-    # statistics under a fresh random reference net; no bi-level loop, much cheaper per step).
-    objective: Literal["gm", "dm"] = "gm"
+    # statistics under a fresh random reference net; no bi-level loop, much cheaper per step);
+    # tm = trajectory matching against stored expert training runs (distill.tm; one process).
+    objective: Literal["gm", "dm", "tm"] = "gm"
     dm: DMConfig = field(default_factory=DMConfig)
+    tm: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     # class = ipc images per source photo; global / kmeans = class-agnostic: num_images images
     # in matching units of ipc, each unit matched against real patches of the whole data
     # (global) or of one k-means pseudo-class of the sub-images (kmeans).
@@ -323,6 +377,13 @@ class DistillConfig:
         if self.reference_pool and self.reference_path:
             raise ValueError(f"distill.reference_pool={self.reference_pool} and distill.reference_path="
                              f"{self.reference_path} both name pretrained references; set only one of them")
+        if self.objective == "tm":
+            if self.init == "latent":
+                raise ValueError("distill.objective=tm optimises pixels; init=latent is not supported with it")
+            for m in self.tm.models or [self.reference]:
+                if self.tm.patch_size > self.image_size or self.tm.patch_size % m.scale:
+                    raise ValueError(f"distill.tm.patch_size={self.tm.patch_size} must be <= distill.image_size="
+                                     f"{self.image_size} and divisible by every expert's scale (x{m.scale})")
         if self.objective == "dm" and self.outer_loop != 1:
             raise ValueError(f"distill.objective=dm has no bi-level loop: distill.outer_loop must be 1, "
                              f"got {self.outer_loop}")

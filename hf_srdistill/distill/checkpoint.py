@@ -10,7 +10,7 @@ draws from it (none in this package) would resume identically too.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,6 +35,8 @@ class DistillState:
     snapshots: torch.Tensor  # (T,R,3,t,t) uint8 thumbnails
     snapshot_iters: list[int]
     wall_time_s: float = 0.0
+    # objective-specific state (trajectory matching: the student's log-lr and its momentum)
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def checkpoint_path(output_dir: str | Path) -> Path:
@@ -53,6 +55,7 @@ def save_checkpoint(path: Path, state: DistillState, cfg: DistillJobConfig, fing
                "rng_state": torch.get_rng_state()}
     if state.momentum is not None:
         tensors["momentum"] = state.momentum.detach().float().cpu().contiguous()
+    tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in state.extra.items()})
     meta = {"iteration": str(state.iteration), "wall_time_s": repr(float(state.wall_time_s)),
             "identity": json.dumps(_identity(cfg, fingerprint), sort_keys=True)}
     with atomic_path(path) as tmp:
@@ -80,5 +83,6 @@ def load_checkpoint(path: Path, cfg: DistillJobConfig, fingerprint: str) -> Dist
     torch.set_rng_state(t["rng_state"])
     return DistillState(iteration=int(meta["iteration"]), images=t["images"], momentum=t.get("momentum"),
                         snapshots=t["snapshots"], snapshot_iters=t["snapshot_iters"].tolist(),
-                        wall_time_s=float(meta["wall_time_s"]))
+                        wall_time_s=float(meta["wall_time_s"]),
+                        extra={k[6:]: v for k, v in t.items() if k.startswith("extra.")})
 

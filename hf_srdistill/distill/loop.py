@@ -283,6 +283,10 @@ def distill(cfg: DistillJobConfig) -> Path:
         remove_stale_tmp(d.output_dir)
         remove_stale_tmp(checkpoint_path(d.output_dir).parent)
     acc.wait_for_everyone()
+    if d.objective == "tm":
+        from hf_srdistill.distill.trajectory import distill_tm
+
+        return distill_tm(cfg)
     with acc.main_process_first():  # one process builds the sub-image cache, the others reuse it
         store = group_store(SubImageStore.build(cfg.data), cfg)  # classes, or class-agnostic matching units
     path = checkpoint_path(d.output_dir)
@@ -322,14 +326,14 @@ def distill(cfg: DistillJobConfig) -> Path:
     out = Path(d.output_dir)
     if acc.is_main_process:
         source = describe_source(cfg.data, store.fingerprint)
-        _write_set(cfg, store, final, out, source, acc.num_processes)
+        write_set(cfg, store, final, out, source, acc.num_processes)
         if run.latent is not None:
             write_latent_outputs(cfg, store, run.latent, out, source)
     acc.wait_for_everyone()
     return out
 
 
-def _write_set(cfg: DistillJobConfig, store, final: DistillState, out: Path, source: dict, world: int) -> None:
+def write_set(cfg: DistillJobConfig, store, final: DistillState, out: Path, source: dict, world: int) -> None:
     from hf_srdistill.distill.export import real_set_sizes
 
     d = cfg.distill

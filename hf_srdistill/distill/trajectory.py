@@ -1,0 +1,321 @@
+"""Trajectory matching for SR (``distill.objective=tm``; MTT, Cazenavette et al. 2022).
+
+Gradient matching looks one step ahead of one reference; a judge trained to convergence
+needs a set whose whole *training run* resembles training on the real data. So expert SR
+nets are trained once on the full data (Adam, the judges' recipe) and their parameters kept
+every ``expert_every`` steps. Each iteration takes one expert checkpoint θ_t, runs
+``syn_steps`` differentiable SGD steps of a student from θ_t on random crops of the
+synthetic set (LR made from the whole synthetic image, then cropped, exactly as the judges
+train), and minimises
+
+    ||θ_student − θ_{t+span}||² / ||θ_t − θ_{t+span}||²
+
+with respect to the pixels and the student's (log) learning rate. Cost per iteration:
+``syn_steps`` forward + double-backward passes on ``batch_syn`` crops; memory grows with
+``syn_steps`` (the unrolled graph is kept; at CPU scale it is a few hundred MB).
+The whole set is one optimisation problem here, so tm runs on one process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch.func import functional_call
+from tqdm.auto import tqdm
+
+from hf_srdistill.accel import make_accelerator, seed_for
+from hf_srdistill.config import DistillJobConfig, ModelConfig, TrainConfig, TrainJobConfig
+from hf_srdistill.configio import ConfigError, to_dict
+from hf_srdistill.data import imresize
+from hf_srdistill.io import atomic_path, read_json, write_json
+
+log = logging.getLogger(__name__)
+TM_STREAM = 7
+
+
+# ---- experts -------------------------------------------------------------------------
+def expert_models(cfg: DistillJobConfig) -> list[ModelConfig]:
+    return list(cfg.distill.tm.models) or [cfg.distill.reference]
+
+
+def _flat(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu()
+
+
+def _expert_key(cfg: DistillJobConfig, model: ModelConfig, seed: int, fingerprint: str) -> dict:
+    tm = cfg.distill.tm
+    recipe = {k: getattr(tm, k) for k in ("expert_steps", "expert_every", "expert_lr", "expert_batch",
+                                           "expert_patch")}
+    return {"model": to_dict(model), "seed": seed, "recipe": recipe, "data_fingerprint": fingerprint}
+
+
+def expert_dir(cfg: DistillJobConfig) -> Path:
+    return Path(cfg.distill.tm.expert_dir or Path(cfg.distill.output_dir) / "experts")
+
+
+def train_expert(cfg: DistillJobConfig, model: ModelConfig, seed: int, fingerprint: str) -> torch.Tensor:
+    """(K, P): the expert's parameters every expert_every steps, trained once and then reused."""
+    from hf_srdistill.train import train_sr
+
+    tm = cfg.distill.tm
+    key = _expert_key(cfg, model, seed, fingerprint)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    folder = expert_dir(cfg) / f"{model.name}_x{model.scale}_seed{seed}_{digest}"
+    done = folder / "trajectory.safetensors"
+    if done.is_file():
+        return load_file(str(done))["params"]
+    steps = folder / "steps"
+    steps.mkdir(parents=True, exist_ok=True)
+
+    def keep(step: int, net: torch.nn.Module) -> None:  # replayed steps after a resume rewrite the same values
+        with atomic_path(steps / f"{step:07d}.safetensors") as tmp:
+            save_file({"params": _flat(net)}, str(tmp))
+
+    train = TrainConfig(iterations=tm.expert_steps, batch_size=tm.expert_batch, patch_size=tm.expert_patch,
+                        lr=tm.expert_lr, scheduler="constant", checkpoint_every=tm.expert_every, seed=seed,
+                        output_dir=str(folder / "run"))
+    print(f"tm: training expert {model.name} x{model.scale} seed {seed} ({tm.expert_steps} steps)", flush=True)
+    train_sr(TrainJobConfig(data=cfg.data, model=model, train=train), callback=keep, callback_every=tm.expert_every)
+    files = [steps / f"{k * tm.expert_every:07d}.safetensors" for k in range(1, tm.expert_steps // tm.expert_every + 1)]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise ConfigError(f"expert {folder}: checkpoints {missing[:3]} are missing (an earlier run was killed "
+                          f"after training finished); delete {folder} to retrain it")
+    params = torch.stack([load_file(str(f))["params"] for f in files])
+    with atomic_path(done) as tmp:
+        save_file({"params": params}, str(tmp), metadata={"key": json.dumps(key, sort_keys=True)})
+    write_json(folder / "expert.json", key)
+    return params
+
+
+# ---- the student ---------------------------------------------------------------------
+def _unflatten(model: torch.nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+    out, i = {}, 0
+    for name, p in model.named_parameters():
+        out[name] = flat[i:i + p.numel()].view_as(p)
+        i += p.numel()
+    return out
+
+
+def student_crops(images: torch.Tensor, lr_images: torch.Tensor, scale: int, batch: int, patch: int,
+                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Aligned (LR, HR) random crops with a random dihedral transform, as the judges' loader makes."""
+    n, s = images.shape[0], images.shape[-1]
+    idx = torch.randperm(n, generator=gen)[: batch or n].tolist()
+    lrs, hrs = [], []
+    for i in idx:
+        y, x = (int(torch.randint(0, (s - patch) // scale + 1, (1,), generator=gen)) for _ in range(2))
+        p = patch // scale
+        lr = lr_images[i, :, y:y + p, x:x + p]
+        hr = images[i, :, y * scale:y * scale + patch, x * scale:x * scale + patch]
+        flips = torch.randint(0, 2, (3,), generator=gen).tolist()
+        if flips[0]:
+            lr, hr = lr.flip(-1), hr.flip(-1)
+        if flips[1]:
+            lr, hr = lr.flip(-2), hr.flip(-2)
+        if flips[2]:
+            lr, hr = lr.transpose(-2, -1), hr.transpose(-2, -1)
+        lrs.append(lr)
+        hrs.append(hr)
+    return torch.stack(lrs), torch.stack(hrs)
+
+
+def adam_preconditioner(net: torch.nn.Module, params: torch.Tensor, store, batches: int, batch: int, patch: int,
+                        gen: torch.Generator, rel_eps: float = 0.01) -> torch.Tensor:
+    """1 / (sqrt(v) + eps), v = mean squared L1 gradient over real batches at ``params``.
+
+    Adam's second moment is an average of squared gradients over its last ~1/(1-β2) steps; at
+    a checkpoint it is close to this estimate, so a student taking g / sqrt(v) steps moves in
+    the expert's geometry instead of plain SGD's, which an Adam trajectory does not follow.
+    ``eps`` is ``rel_eps`` x the mean sqrt(v): parameters whose real gradient is ~0 would
+    otherwise amplify the synthetic set's gradient without bound.
+    """
+    from hf_srdistill.data.patches import PairedPatchDataset
+
+    subs = store.all_subimages()
+    v = torch.zeros_like(params)
+    p = params.clone().requires_grad_(True)
+    for _ in range(batches):
+        idx = torch.randint(len(subs), (batch,), generator=gen).tolist()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+            pairs = PairedPatchDataset([subs[i] for i in idx], patch, net.scale, augment=True)
+            lr, hr = (torch.stack(t).to(params.device) for t in zip(*[pairs[i] for i in range(batch)]))
+        loss = F.l1_loss(functional_call(net, _unflatten(net, p), (lr,)), hr)
+        (g,) = torch.autograd.grad(loss, p)
+        v += g.pow(2) / batches
+    rms = v.sqrt()
+    return 1.0 / (rms + rel_eps * rms.mean().clamp_min(1e-12))
+
+
+def unroll(net: torch.nn.Module, start: torch.Tensor, images: torch.Tensor, log_lr: torch.Tensor, steps: int,
+           batch: int, patch: int, gen: torch.Generator, precond: torch.Tensor | None = None
+           ) -> tuple[torch.Tensor, float]:
+    """The student's parameters after ``steps`` differentiable L1 steps on the set.
+
+    Plain SGD, or steps scaled per parameter by ``precond`` (``adam_preconditioner``).
+    Returns them (a graph back to ``images`` and ``log_lr``) and the first step's norm.
+    """
+    scale = net.scale
+    lr_images = imresize(images, 1.0 / scale)
+    params = start.clone().requires_grad_(True)
+    first_norm = 0.0
+    for k in range(steps):
+        lr, hr = student_crops(images, lr_images, scale, batch, patch, gen)
+        loss = F.l1_loss(functional_call(net, _unflatten(net, params), (lr,)), hr)
+        (grad,) = torch.autograd.grad(loss, params, create_graph=True)
+        if precond is not None:
+            grad = grad * precond
+        if k == 0:
+            first_norm = float(grad.detach().norm())
+        params = params - log_lr.exp() * grad
+    return params, first_norm
+
+
+def trajectory_loss(end: torch.Tensor, start: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (end - target).pow(2).sum() / (start - target).pow(2).sum().clamp_min(1e-12)
+
+
+# ---- the run -------------------------------------------------------------------------
+def distill_tm(cfg: DistillJobConfig) -> Path:
+    """Trajectory-matching distillation; writes the set folder like ``loop.distill``."""
+    from hf_srdistill.data.grouped import SubImageStore
+    from hf_srdistill.distill.checkpoint import DistillState, checkpoint_path, load_checkpoint, save_checkpoint
+    from hf_srdistill.distill.class_agnostic import group_store, initial_images
+    from hf_srdistill.distill.figures import thumbnail
+    from hf_srdistill.distill.loop import SATURATION_RISE, SATURATION_SHARE, DistillationDiverged, write_set
+    from hf_srdistill.models import build_model
+    from hf_srdistill.provenance import describe_source
+
+    d, tm = cfg.distill, cfg.distill.tm
+    acc = make_accelerator()
+    if acc.num_processes > 1:
+        raise ConfigError("distill.objective=tm matches the whole set in one optimisation: run it on one process")
+    base = SubImageStore.build(cfg.data)
+    store = group_store(base, cfg)
+    experts = [(m, train_expert(cfg, m, seed, base.fingerprint)) for m in expert_models(cfg) for seed in
+               range(tm.num_experts)]
+    nets = {id(m): build_model(m).to(acc.device) for m, _ in experts}
+    for net in nets.values():
+        net.requires_grad_(False)
+    path = checkpoint_path(d.output_dir)
+    state = load_checkpoint(path, cfg, store.fingerprint) if d.resume and path.is_file() else None
+    init = initial_images(d, store, list(range(store.num_classes))).float()
+    images = (state.images if state else init).clone().to(acc.device).requires_grad_(True)
+    floor = ceil = None
+    if d.max_change is not None:
+        floor, ceil = (init - d.max_change).clamp(0, 1).to(acc.device), (init + d.max_change).clamp(0, 1).to(acc.device)
+    opt = torch.optim.SGD([images], lr=d.lr_img, momentum=d.momentum)
+    log_lr = torch.zeros((), device=acc.device, requires_grad=True)
+    opt_lr = torch.optim.SGD([log_lr], lr=tm.lr_lr, momentum=0.5)
+    start_sat = ((images.detach() <= 0) | (images.detach() >= 1)).float().mean()
+    if state is not None:
+        with torch.no_grad():
+            log_lr.copy_(state.extra["log_lr"].to(acc.device))
+        if state.momentum is not None:
+            opt.state[images]["momentum_buffer"] = state.momentum.to(acc.device).clone()
+        if "log_lr_momentum" in state.extra:
+            opt_lr.state[log_lr]["momentum_buffer"] = state.extra["log_lr_momentum"].to(acc.device).clone()
+    iteration = state.iteration if state else 0
+    snapshots = list(state.snapshots) if state else []
+    snap_iters = list(state.snapshot_iters) if state else []
+    rows = sorted({round(x) for x in torch.linspace(0, store.num_classes - 1, min(4, store.num_classes)).tolist()})
+    wall0 = (state.wall_time_s if state else 0.0) - time.time()
+    history_path = Path(d.output_dir) / "tm_history.json"
+    history = read_json(history_path)[:iteration] if state and history_path.is_file() else []
+
+    def snap():
+        if not snap_iters or snap_iters[-1] != iteration:
+            snapshots.append(torch.stack([thumbnail(images[r * d.ipc:r * d.ipc + 1])[0] for r in rows]))
+            snap_iters.append(iteration)
+
+    def current() -> DistillState:
+        m = opt.state.get(images, {}).get("momentum_buffer")
+        extra = {"log_lr": log_lr.detach().clone()}
+        if opt_lr.state.get(log_lr, {}).get("momentum_buffer") is not None:
+            extra["log_lr_momentum"] = opt_lr.state[log_lr]["momentum_buffer"].clone()
+        return DistillState(iteration=iteration, images=images.detach().cpu().clone(),
+                            momentum=None if m is None else m.cpu().clone(), snapshots=torch.stack(snapshots),
+                            snapshot_iters=list(snap_iters), wall_time_s=wall0 + time.time(), extra=extra)
+
+    preconds: dict[tuple[int, int], torch.Tensor] = {}  # per (expert, start checkpoint): a pure function of both
+    bar = tqdm(total=d.iterations, initial=iteration, desc="distill (tm)")
+    while iteration < d.iterations:
+        if iteration % d.snapshot_every == 0:
+            snap()
+        gen = torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, iteration))
+        model, traj = experts[iteration % len(experts)]
+        t = int(torch.randint(0, min(tm.max_start, traj.shape[0] - tm.span), (1,), generator=gen))
+        start, target = traj[t].to(acc.device), traj[t + tm.span].to(acc.device)
+        net = nets[id(model)]
+        precond = None
+        if tm.student == "adam":
+            key = (iteration % len(experts), t)
+            if key not in preconds:
+                preconds[key] = adam_preconditioner(net, start, base, tm.precond_batches, tm.expert_batch,
+                                                    tm.expert_patch, torch.Generator().manual_seed(
+                                                        seed_for(d.seed, TM_STREAM, *key, -2)))
+            precond = preconds[key]
+        if iteration == 0 and state is None:  # calibrate the student's lr so its steps can cover the distance
+            with torch.no_grad():
+                log_lr.fill_(math.log(tm.lr_student) if tm.lr_student else 0.0)
+            if not tm.lr_student:
+                _, g0 = unroll(net, start, images.detach(), log_lr.detach(), 1, tm.batch_syn, tm.patch_size,
+                               torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, -1)), precond)
+                with torch.no_grad():
+                    log_lr.fill_(math.log(float((target - start).norm()) / (tm.syn_steps * max(g0, 1e-12))))
+        opt.zero_grad(set_to_none=True)
+        opt_lr.zero_grad(set_to_none=True)
+        end, _ = unroll(net, start, images, log_lr, tm.syn_steps, tm.batch_syn, tm.patch_size, gen, precond)
+        loss = trajectory_loss(end, start, target)
+        if not torch.isfinite(loss):
+            raise DistillationDiverged(f"non-finite trajectory loss at iteration {iteration}; the last checkpoint "
+                                       f"is in {path}: lower distill.lr_img or distill.tm.lr_lr")
+        loss.backward()
+        if not (torch.isfinite(images.grad).all() and torch.isfinite(log_lr.grad)):
+            raise DistillationDiverged(f"non-finite gradient at iteration {iteration}; the last checkpoint is in "
+                                       f"{path}: lower distill.lr_img or distill.tm.lr_lr")
+        with torch.no_grad():
+            opt.step()
+            log_lr.grad.clamp_(-1, 1)  # the student lr moves at most ~lr_lr per iteration in log scale
+            opt_lr.step()
+            if floor is None:
+                images.clamp_(0, 1)
+                sat = ((images <= 0) | (images >= 1)).float().mean()
+                if sat > SATURATION_SHARE and sat > start_sat + SATURATION_RISE:
+                    raise DistillationDiverged(f"saturated pixels ({float(sat):.0%} pinned at 0 or 1) at iteration "
+                                               f"{iteration}: lower distill.lr_img")
+            else:
+                images.copy_(torch.maximum(torch.minimum(images, ceil), floor))
+        history.append({"iteration": iteration, "loss": float(loss), "student_lr": float(log_lr.detach().exp()),
+                        "expert": f"{model.name}_x{model.scale}", "start": t, "wall_s": wall0 + time.time()})
+        iteration += 1
+        bar.update(1)
+        bar.set_postfix(match=f"{float(loss):.4f}", lr=f"{float(log_lr.exp()):.2e}")
+        if iteration % d.checkpoint_every == 0 or iteration == d.iterations:
+            save_checkpoint(path, current(), cfg, store.fingerprint)
+            write_json(history_path, history)
+    bar.close()
+    snap()
+    final = current()
+    write_set(cfg, store, final, Path(d.output_dir), describe_source(cfg.data, store.fingerprint), 1)
+    return Path(d.output_dir)
+
+
+def describe(cfg: DistillJobConfig) -> str:
+    """One line for cards and logs."""
+    tm = cfg.distill.tm
+    names = ", ".join(f"{m.name} x{m.scale}" for m in expert_models(cfg))
+    return (f"trajectory matching: {tm.syn_steps} student steps against {tm.span} expert checkpoints "
+            f"({tm.span * tm.expert_every} expert steps) of {tm.num_experts} run(s) each of {names}")
+
+
+__all__ = ["distill_tm", "train_expert", "unroll", "trajectory_loss", "student_crops", "expert_models", "describe"]

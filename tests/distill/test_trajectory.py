@@ -1,0 +1,130 @@
+"""Trajectory matching: aligned student crops, the differentiable unroll, experts stored once, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from safetensors.torch import load_file
+
+from hf_srdistill.config import DistillConfig, ModelConfig, TrajectoryConfig
+from hf_srdistill.data import imresize
+from hf_srdistill.data.set_folder import read_set_images
+from hf_srdistill.distill import distill
+from hf_srdistill.distill import trajectory as T
+from hf_srdistill.distill.checkpoint import checkpoint_path
+from hf_srdistill.models import build_model
+
+TINY_TM = dict(num_experts=1, expert_steps=40, expert_every=10, expert_batch=4, expert_patch=24, max_start=2, span=2,
+               syn_steps=2, batch_syn=2, patch_size=24, precond_batches=2)
+
+
+@pytest.fixture
+def tm_job(tiny_job, tmp_path):
+    def make(**tm):
+        cfg = tiny_job(objective="tm", iterations=4, checkpoint_every=2, lr_img=10.0,
+                       tm=TrajectoryConfig(**{**TINY_TM, "expert_dir": str(tmp_path / "experts"), **tm}))
+        return cfg
+    return make
+
+
+def test_whole_image_crops_pair_each_hr_with_its_own_lr():
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(3, 3, 24, 24)
+    lr, hr = T.student_crops(images, imresize(images, 0.5), 2, 3, 24, gen)
+    # a square image's bicubic LR commutes with flips and transposes, so each pair must match exactly
+    torch.testing.assert_close(lr, imresize(hr, 0.5), rtol=0, atol=1e-6)
+
+
+def test_crops_are_aligned_at_the_scale():
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(2, 3, 32, 32)
+    lr_all = imresize(images, 0.5)
+    for _ in range(5):
+        lr, hr = T.student_crops(images, lr_all, 2, 2, 16, gen)
+        assert lr.shape == (2, 3, 8, 8) and hr.shape == (2, 3, 16, 16)
+        for a in lr:  # every LR crop is a (transformed) window of one image's LR
+            found = any(torch.equal(t(a), lr_all[i, :, y:y + 8, x:x + 8]) for i in range(2) for y in range(9)
+                        for x in range(9) for t in (lambda z: z, lambda z: z.flip(-1), lambda z: z.flip(-2),
+                                                    lambda z: z.transpose(-2, -1), lambda z: z.flip(-1).flip(-2),
+                                                    lambda z: z.transpose(-2, -1).flip(-1),
+                                                    lambda z: z.transpose(-2, -1).flip(-2),
+                                                    lambda z: z.transpose(-2, -1).flip(-1).flip(-2)))
+            assert found
+
+
+def test_the_unroll_is_differentiable_in_the_pixels_and_the_lr():
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(name="srcnn", scale=2, num_features=4)).double()
+    net.requires_grad_(False)
+    start = torch.cat([p.reshape(-1) for p in net.parameters()]).detach()
+    target = start + 0.01 * torch.randn_like(start)
+    images = torch.rand(2, 3, 16, 16, dtype=torch.float64, requires_grad=True)
+    log_lr = torch.tensor(-2.0, dtype=torch.float64, requires_grad=True)
+
+    def loss_of(x, a):
+        end, _ = T.unroll(net, start, x, a, 2, 2, 16, torch.Generator().manual_seed(3))
+        return T.trajectory_loss(end, start, target)
+
+    loss = loss_of(images, log_lr)
+    loss.backward()
+    direction = torch.randn_like(images)
+    h = 1e-6
+    numeric = (loss_of(images.detach() + h * direction, log_lr.detach())
+               - loss_of(images.detach() - h * direction, log_lr.detach())) / (2 * h)
+    assert float((images.grad * direction).sum().detach()) == pytest.approx(float(numeric), rel=1e-4)
+    numeric_lr = (loss_of(images.detach(), log_lr.detach() + h) - loss_of(images.detach(), log_lr.detach() - h)) / (2 * h)
+    assert float(log_lr.grad) == pytest.approx(float(numeric_lr), rel=1e-4)
+
+
+def test_trajectory_loss_is_normalised_by_the_expert_distance():
+    start, target = torch.zeros(4), torch.tensor([1.0, 2.0, 0.0, 0.0])
+    assert float(T.trajectory_loss(start, start, target)) == pytest.approx(1.0)
+    assert float(T.trajectory_loss(target, start, target)) == 0.0
+    assert float(T.trajectory_loss((start + target) / 2, start, target)) == pytest.approx(0.25)
+
+
+def test_a_tm_run_writes_a_set_reuses_its_experts_and_resumes_bit_identically(tm_job, monkeypatch):
+    cfg = tm_job()
+    folder = distill(cfg)
+    images = read_set_images(folder)
+    assert len(images) == 6 and images[0].shape == (32, 32, 3)
+    once = load_file(str(checkpoint_path(folder)))
+
+    # a second run with the same experts must not train them again
+    import hf_srdistill.train as train_mod
+
+    monkeypatch.setattr(train_mod, "train_sr", lambda *a, **k: pytest.fail("expert retrained"))
+    from hf_srdistill.distill import checkpoint as ckpt_mod
+
+    real = ckpt_mod.save_checkpoint
+    def die_after_first(*args, **kw):
+        real(*args, **kw)
+        raise KeyboardInterrupt("simulated kill after the iteration-2 checkpoint")
+
+    other = dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, output_dir=cfg.distill.output_dir + "_b"))
+    monkeypatch.setattr(ckpt_mod, "save_checkpoint", die_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        distill(other)
+    monkeypatch.setattr(ckpt_mod, "save_checkpoint", real)
+    resumed = dataclasses.replace(other, distill=dataclasses.replace(other.distill, resume=True))
+    distill(resumed)
+    again = load_file(str(checkpoint_path(resumed.distill.output_dir)))
+    assert set(again) == set(once) and {"extra.log_lr", "momentum"} <= set(once)
+    for name in ("images", "momentum", "extra.log_lr", "snapshots"):
+        assert torch.equal(again[name], once[name]), name
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(patch_size=48), "patch_size=48 must be <= distill.image_size"),
+    (dict(patch_size=15), "divisible by every expert's scale"),
+])
+def test_tm_settings_are_validated(bad, match):
+    with pytest.raises(ValueError, match=match):
+        DistillConfig(objective="tm", image_size=32, tm=TrajectoryConfig(**{**TINY_TM, **bad}))
+    with pytest.raises(ValueError, match="exceeds expert_steps"):
+        TrajectoryConfig(expert_steps=100, expert_every=10, max_start=9, span=2)
+    with pytest.raises(ValueError, match="init=latent is not supported"):
+        DistillConfig(objective="tm", init="latent", image_size=32, tm=TrajectoryConfig(**TINY_TM))
