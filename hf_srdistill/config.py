@@ -88,6 +88,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     # DataLoader workers; 0 keeps decoding in the main process (best on small CPUs).
     num_workers: int = 0
+    # MiB of decoded sub-images kept in memory when training on the data source (a PNG decode
+    # per patch otherwise dominates a small judge's step; the photos suite needs ~420 MiB).
+    decoded_cache_mb: int = 1024
     seed: int = 0
     output_dir: str = "outputs/train"
     # continue from output_dir/checkpoint if present.
@@ -95,6 +98,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_positive("train", iterations=self.iterations, batch_size=self.batch_size,
+                        decoded_cache_mb=self.decoded_cache_mb,
                         patch_size=self.patch_size, lr=self.lr, checkpoint_every=self.checkpoint_every)
 
 

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
 # train fields that may change between an interrupted run and its resume without changing
 # the result; any other change is refused (the run would silently continue the old one)
-RESUMABLE = {"resume", "checkpoint_every", "num_workers", "output_dir"}
+RESUMABLE = {"resume", "checkpoint_every", "num_workers", "output_dir", "decoded_cache_mb"}
 
 
 class SeededSamples(Dataset):
@@ -66,7 +66,7 @@ def load_image_set(path: str, revision: str | None = None) -> list[np.ndarray]:
 def training_images(cfg: TrainJobConfig) -> Sequence[np.ndarray]:
     if cfg.train.train_set:
         return load_image_set(cfg.train.train_set)
-    return SubImageStore.build(cfg.data).all_subimages()
+    return SubImageStore.build(cfg.data, decoded_cache_mb=cfg.train.decoded_cache_mb).all_subimages()
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainJobConfig):

@@ -21,7 +21,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["imresize", "imresize_uint8", "bicubic_downscale", "resize_weights", "output_size"]
+__all__ = ["imresize", "imresize_uint8", "bicubic_downscale", "bicubic_downscale_window", "resize_weights",
+           "output_size"]
 
 _KERNEL_WIDTH = 4.0  # bicubic support is [-2, 2]
 
@@ -106,6 +107,35 @@ def bicubic_downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
     if h % scale or w % scale:
         raise ValueError(f"HR size {h}x{w} does not divide by scale {int(scale)}; mod_crop it first")
     return imresize(hr, 1.0 / int(scale))
+
+
+def _support(weights: torch.Tensor, start: int, size: int) -> tuple[int, int]:
+    """The input columns that output rows [start, start + size) of ``weights`` read."""
+    nonzero = weights[start:start + size].ne(0).any(0).nonzero().flatten()
+    return int(nonzero[0]), int(nonzero[-1]) + 1
+
+
+def bicubic_downscale_window(hr: torch.Tensor, scale: int, top: int, left: int, size: int,
+                             hr_shape: tuple[int, int] | None = None) -> torch.Tensor:
+    """``bicubic_downscale(hr)[..., top:top+size, left:left+size]`` without resizing the whole image.
+
+    Uses the rows of the whole image's weight matrices and only the HR pixels they touch, so
+    a patch of a 480-px sub-image costs a (size x ~4 size) product instead of a full resize.
+    The result equals the whole-image LR up to float summation order (~1e-7).
+    ``hr`` may be the whole (mod-cropped) image, or a callable ``(y0, y1, x0, x1) -> window``
+    with ``hr_shape`` giving the whole image's size, so only the window is ever converted.
+    """
+    h, w = hr_shape if hr_shape is not None else hr.shape[-2:]
+    if h % scale or w % scale:
+        raise ValueError(f"HR size {h}x{w} does not divide by scale {int(scale)}; mod_crop it first")
+    dtype = torch.float32 if callable(hr) else hr.dtype
+    device = torch.device("cpu") if callable(hr) else hr.device
+    wh = _weights(h, h // scale, 1.0 / scale, dtype, device)
+    ww = _weights(w, w // scale, 1.0 / scale, dtype, device)
+    y0, y1 = _support(wh, top, size)
+    x0, x1 = _support(ww, left, size)
+    window = hr(y0, y1, x0, x1) if callable(hr) else hr[..., y0:y1, x0:x1]
+    return torch.matmul(torch.matmul(wh[top:top + size, y0:y1], window), ww[left:left + size, x0:x1].transpose(0, 1))
 
 
 def imresize_uint8(img: np.ndarray, scale: float) -> np.ndarray:

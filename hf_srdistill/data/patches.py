@@ -18,9 +18,14 @@ import torch
 from torch.utils.data import Dataset
 
 from hf_srdistill.data.images import mod_crop, to_tensor
-from hf_srdistill.data.imresize import bicubic_downscale
+from hf_srdistill.data.imresize import bicubic_downscale, bicubic_downscale_window
 
 __all__ = ["PairedPatchDataset", "augment_pair"]
+
+# images of more pixels than this are not resized whole: their patches' LR is computed from
+# the HR window it depends on (bicubic_downscale_window), e.g. for DIV2K's 480-px sub-images,
+# which are too many to keep resized in memory (smaller ones are resized once and cached)
+WINDOW_MIN_PIXELS = 256 * 256
 
 
 def augment_pair(lr: torch.Tensor, hr: torch.Tensor, hflip: bool, vflip: bool, rot90: bool):
@@ -96,16 +101,38 @@ class PairedPatchDataset(Dataset):
                 self._cache_bytes -= (old_lr.numel() + old_hr.numel()) * 4
         return lr, hr
 
+    def _window_patch(self, index: int, lp: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The (LR, HR) patch of a large image from its HR window alone; None for small images."""
+        img, s = self.images[index], self.scale
+        hw = tuple(img.shape[-2:] if isinstance(img, torch.Tensor) else img.shape[:2])
+        self._check_size(hw, index)
+        h, w = hw[0] - hw[0] % s, hw[1] - hw[1] % s
+        if index in self._lr_cache or h * w <= WINDOW_MIN_PIXELS:
+            return None
+        y = int(torch.randint(h // s - lp + 1, ()))  # the same draws as the whole-image path
+        x = int(torch.randint(w // s - lp + 1, ()))
+
+        def window(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+            part = img[:, y0:y1, x0:x1] if isinstance(img, torch.Tensor) else img[y0:y1, x0:x1]
+            return _as_hr_tensor(part if isinstance(part, torch.Tensor) else np.ascontiguousarray(part), index)
+
+        lr_patch = bicubic_downscale_window(window, s, y, x, lp, hr_shape=(h, w))
+        return lr_patch, window(s * y, s * (y + lp), s * x, s * (x + lp))
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= i < len(self):
             raise IndexError(f"sample {i} out of range for {len(self)} samples")
-        lr, hr = self._pair(i % len(self.images))
         lp = self.patch_size // self.scale
-        y = int(torch.randint(lr.shape[-2] - lp + 1, ()))
-        x = int(torch.randint(lr.shape[-1] - lp + 1, ()))
         s = self.scale
-        lr_patch = lr[:, y:y + lp, x:x + lp]
-        hr_patch = hr[:, s * y:s * (y + lp), s * x:s * (x + lp)]
+        pair = self._window_patch(i % len(self.images), lp)
+        if pair is not None:
+            lr_patch, hr_patch = pair
+        else:
+            lr, hr = self._pair(i % len(self.images))
+            y = int(torch.randint(lr.shape[-2] - lp + 1, ()))
+            x = int(torch.randint(lr.shape[-1] - lp + 1, ()))
+            lr_patch = lr[:, y:y + lp, x:x + lp]
+            hr_patch = hr[:, s * y:s * (y + lp), s * x:s * (x + lp)]
         if self.augment:
             hflip, vflip, rot = (torch.rand(3) < 0.5).tolist()
             lr_patch, hr_patch = augment_pair(lr_patch, hr_patch, hflip, vflip, rot)

@@ -130,3 +130,31 @@ def test_bad_inputs(astronaut):
     lazy = PairedPatchDataset(Lazy(), patch_size=16, scale=2)
     with pytest.raises(ValueError, match="image 0 of size 10x10"):
         lazy[0]
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_window_lr_equals_the_whole_image_lr_at_borders_and_inside(astronaut, scale):
+    from hf_srdistill.data.imresize import bicubic_downscale, bicubic_downscale_window
+
+    side = 60 * scale
+    hr = to_tensor(astronaut[:side, 7:7 + side])
+    lr_full = bicubic_downscale(hr, scale)
+    for top, left in [(0, 0), (0, 60 - 8), (60 - 8, 13), (21, 30)]:
+        got = bicubic_downscale_window(hr, scale, top, left, 8)
+        torch.testing.assert_close(got, lr_full[:, top:top + 8, left:left + 8], rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_large_images_give_the_samples_of_the_whole_image_path(astronaut, monkeypatch, scale):
+    import hf_srdistill.data.patches as patches
+
+    img = astronaut[:256, :248]
+    samples = {}
+    for ratio in (1000, 10**9):  # 10**9: every image is resized whole
+        monkeypatch.setattr(patches, "WINDOW_MIN_PIXELS", ratio)
+        ds = PairedPatchDataset([img], patch_size=8 * scale, scale=scale, augment=True, length=6)
+        torch.manual_seed(5)
+        samples[ratio] = [ds[i] for i in range(6)]
+    for (lr_a, hr_a), (lr_b, hr_b) in zip(samples[1000], samples[10**9]):
+        assert torch.equal(hr_a, hr_b)
+        torch.testing.assert_close(lr_a, lr_b, rtol=0, atol=2e-6)
