@@ -436,6 +436,9 @@ class MainJobConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     # which training sets to compare: distilled, full, downscaled, random.
     sets: list[str] = field(default_factory=lambda: ["distilled", "full", "downscaled", "random"])
+    # one judge per set and seed (train.seed is replaced); the table gives means, and the
+    # distilled set's paired difference to downscaled and random with the seed spread.
+    judge_seeds: list[int] = field(default_factory=lambda: [0, 1])
     output_dir: str = "outputs/main"
     # train the reference(s) on the full training data first and distil against them (one becomes
     # distill.reference_path, several distill.reference_pool); None = distil against the distill
@@ -447,6 +450,8 @@ class MainJobConfig:
     reference_models: list[ModelConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if not self.judge_seeds or len(set(self.judge_seeds)) != len(self.judge_seeds):
+            raise ValueError(f"judge_seeds must be distinct seeds, at least one, got {self.judge_seeds}")
         named = self.distill.reference_path or self.distill.reference_pool
         if self.reference_train is not None and named:
             raise ValueError(f"reference_train trains the reference, but distill.reference_path/reference_pool="

@@ -11,8 +11,10 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 from hf_srdistill.config import DistillJobConfig, MainJobConfig, TrainJobConfig
-from hf_srdistill.io import write_json
+from hf_srdistill.io import write_json, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +85,68 @@ def run_main(cfg: MainJobConfig) -> dict:
     t0 = time.time()
     out = Path(cfg.output_dir)
     sets = build_training_sets(cfg)
-    upscalers = {}
-    for kind, folder in sets.items():
-        train_cfg = dataclasses.replace(cfg.train, train_set=folder, output_dir=str(out / "models" / kind))
-        model_dir = train_sr(TrainJobConfig(data=cfg.data, model=cfg.model, train=train_cfg))
-        upscalers[f"{cfg.model.name} on {kind}"] = model_upscaler(load_model(str(model_dir)))
-    results = evaluate_many(upscalers, cfg.eval.test_sets, cfg.model.scale, cfg.eval.test_root, cfg.eval.lpips)
-    write_results(out, results, cfg.model.scale, title=f"{cfg.model.name} x{cfg.model.scale}, "
-                  f"trained on each set (IPC {cfg.distill.ipc}, {cfg.distill.image_size} px)")
+    per_seed = {}
+    for seed in cfg.judge_seeds:
+        upscalers = {}
+        for kind, folder in sets.items():
+            train_cfg = dataclasses.replace(cfg.train, train_set=folder, seed=seed,
+                                            output_dir=str(out / "models" / kind / f"seed{seed}"))
+            model_dir = train_sr(TrainJobConfig(data=cfg.data, model=cfg.model, train=train_cfg))
+            upscalers[f"{cfg.model.name} on {kind}"] = model_upscaler(load_model(str(model_dir)))
+        per_seed[seed] = evaluate_many(upscalers, cfg.eval.test_sets, cfg.model.scale, cfg.eval.test_root,
+                                       cfg.eval.lpips)
+    results = mean_results(per_seed)
+    seeds = ", ".join(map(str, cfg.judge_seeds))
+    table = write_results(out, results, cfg.model.scale, title=f"{cfg.model.name} x{cfg.model.scale}, "
+                          f"trained on each set (IPC {cfg.distill.ipc}, {cfg.distill.image_size} px), "
+                          f"mean of judge seeds {seeds}")
+    deltas = distilled_deltas(per_seed, f"{cfg.model.name} on ")
+    if deltas:
+        write_text(out / "table.md", table + "\n" + deltas + "\n")
+        print(deltas)
+    write_json(out / "results_per_seed.json", {str(k): v for k, v in per_seed.items()})
     if cfg.eval.grid:
         hr = load_test_set(cfg.eval.test_sets[0], root=cfg.eval.test_root)[0][1]
         save_png(comparison_grid(upscalers, hr, cfg.model.scale), out / "grid.png")
     write_json(out / "sets.json", sets)
     write_provenance(out, collect_provenance(cfg, wall_time_s=time.time() - t0))
     return results
+
+
+def mean_results(per_seed: dict[int, dict]) -> dict:
+    """results[method][test_set][metric] averaged over judge seeds (None stays None)."""
+    first = next(iter(per_seed.values()))
+    out: dict = {}
+    for method, sets in first.items():
+        out[method] = {}
+        for name, metrics in sets.items():
+            out[method][name] = {}
+            for key in metrics:
+                vals = [r[method][name][key] for r in per_seed.values()]
+                out[method][name][key] = None if any(v is None for v in vals) else float(np.mean(vals))
+    return out
+
+
+def distilled_deltas(per_seed: dict[int, dict], prefix: str) -> str:
+    """PSNR of the distilled set minus downscaled / random, paired by seed, and the one-line verdict."""
+    distilled = prefix + "distilled"
+    first = next(iter(per_seed.values()))
+    if distilled not in first:
+        return ""
+    lines = ["| test set | vs | Δ PSNR (paired by seed) | seed spread |", "|---|---|---:|---:|"]
+    verdicts = []
+    for name in first[distilled]:
+        for ref in ("downscaled", "random"):
+            if prefix + ref not in first:
+                continue
+            a = [r[distilled][name]["psnr"] for r in per_seed.values()]
+            b = [r[prefix + ref][name]["psnr"] for r in per_seed.values()]
+            diff = np.subtract(a, b)
+            spread = max(np.std(a, ddof=1), np.std(b, ddof=1)) if len(a) > 1 else float("nan")
+            lines.append(f"| {name} | {ref} | {diff.mean():+.3f} | {spread:.3f} |")
+            if ref == "downscaled":
+                beat = "beat" if diff.mean() > spread else "did not beat"
+                verdicts.append(f"On {name}, the distilled set {beat} its downscaled init: "
+                                f"{diff.mean():+.3f} dB against a seed spread of {spread:.3f} dB "
+                                f"({len(a)} judge seeds).")
+    return "\n".join(lines + [""] + verdicts)

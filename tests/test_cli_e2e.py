@@ -40,7 +40,14 @@ def test_main_job_writes_table_grid_sets_and_models(tmp_path):
         assert grid.height > 0 and grid.width == 6 * grid.height  # HR, bicubic, 4 models
     distilled = load_dataset(str(out / "sets" / "distilled"), split="train")
     assert distilled.num_rows == 2 and distilled[0]["hr"].size == (48, 48)
-    assert (out / "models" / "distilled" / "model.safetensors").is_file()
+    assert all((out / "models" / "distilled" / f"seed{k}" / "model.safetensors").is_file() for k in (0, 1))
+    # two judge seeds: the table says how the distilled set did against its init, with the spread
+    per_seed = json.loads((out / "results_per_seed.json").read_text())
+    assert list(per_seed) == ["0", "1"]
+    assert results["srcnn on full"]["mini"]["psnr"] == pytest.approx(
+        np.mean([per_seed[k]["srcnn on full"]["mini"]["psnr"] for k in ("0", "1")]))
+    assert "| mini | downscaled |" in table and "| mini | random |" in table
+    assert "On mini, the distilled set beat its downscaled init" in table or "did not beat" in table
     # the distillation ran against the x2 and x4 references the job pretrained, not random ones
     pool = [out / "reference" / "0_srcnn_x2", out / "reference" / "1_srcnn_x4"]
     assert all((folder / "model.safetensors").is_file() for folder in pool)
