@@ -26,6 +26,7 @@ import json
 import logging
 import sys
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from hf_srdistill.config import DistillJobConfig, EvalConfig, ModelConfig, TrainConfig, TrainJobConfig
@@ -35,7 +36,20 @@ from hf_srdistill.study_report import (compose_evolution, qualitative_figure, sa
 
 log = logging.getLogger(__name__)
 
-SUITES_DIR = Path(__file__).resolve().parents[1] / "configs" / "study"
+# the suites shipped in the package (the repo's top-level configs/ links to hf_srdistill/configs)
+SUITES_DIR = Path(str(resources.files("hf_srdistill").joinpath("configs").joinpath("study")))
+
+
+def suite_path(suite: str) -> Path:
+    """configs/study/<suite>/suite.yaml inside the package; an unknown name lists the known ones."""
+    path = SUITES_DIR / suite / "suite.yaml"
+    if not path.is_file():
+        names = sorted(p.parent.name for p in SUITES_DIR.glob("*/suite.yaml"))
+        raise ConfigError(f"no bundled study suite named {suite!r}; available: {', '.join(names)} "
+                          f"(or pass --config with a suite YAML)")
+    return path
+
+
 BASELINES = ("full", "downscaled", "random", "coreset", "gan_inversion")
 
 
@@ -361,9 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="judge training seeds (overrides the suite's)")
     parser.add_argument("--allow-cpu", action="store_true", help="run a GPU suite on the CPU anyway")
     args, rest = parser.parse_known_args(argv)
-    path = Path(args.config) if args.config else SUITES_DIR / args.suite / "suite.yaml"
     prog = "hf-srdistill reproduce-study"
     try:
+        path = Path(args.config) if args.config else suite_path(args.suite)
         suite = load_config(SuiteConfig, path, rest)
     except (ConfigError, ValueError) as err:
         print(f"{prog}: {err}", file=sys.stderr)

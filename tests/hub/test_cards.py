@@ -13,6 +13,7 @@ from datasets import load_dataset
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, ModelCard
+from PIL import Image
 
 from hf_srdistill.data.set_folder import write_manifest
 from hf_srdistill.hub import FolderError, cards
@@ -166,12 +167,18 @@ def test_model_card_local_training_set_and_no_evals(tmp_path):
     assert linked.data.datasets == ["someone/set"]
 
 
-def test_model_card_usage_snippet_restores_exact_weights(tmp_path):
+def test_model_card_usage_snippet_restores_exact_weights(tmp_path, monkeypatch):
     folder, model = make_model_folder(tmp_path / "model")
     text = cards.write_model_card(folder).read_text()
+    monkeypatch.chdir(tmp_path)  # the snippet upscales a real image file, photo.png
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save("photo.png")
     scope: dict = {}
     exec(_code_blocks(text, "python")[0], scope)
-    assert scope["sr"].shape == (1, 3, 128, 128)
+    assert scope["sr"].size == (48, 40) and scope["sr"].mode == "RGB"
+    with Image.open("photo_x2.png") as saved:
+        assert saved.size == (48, 40)
+    assert "hf-srdistill upscale photo.png photo_x2.png --model" in text
     loaded = scope["model"].state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
     from hf_srdistill.models import SRCNN
