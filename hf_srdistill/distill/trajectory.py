@@ -39,6 +39,7 @@ from hf_srdistill.io import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 TM_STREAM = 7
+MAX_LR_HALVINGS = 8
 
 
 # ---- experts -------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
     while iteration < d.iterations:
         if iteration % d.snapshot_every == 0:
             snap()
-        gen = torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, iteration))
+        gen = torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, iteration, -3))
         model, traj = experts[iteration % len(experts)]
         t = int(torch.randint(0, min(tm.max_start, traj.shape[0] - tm.span), (1,), generator=gen))
         start, target = traj[t].to(acc.device), traj[t + tm.span].to(acc.device)
@@ -272,13 +273,22 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
                                torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, -1)), precond)
                 with torch.no_grad():
                     log_lr.fill_(math.log(float((target - start).norm()) / (tm.syn_steps * max(g0, 1e-12))))
-        opt.zero_grad(set_to_none=True)
-        opt_lr.zero_grad(set_to_none=True)
-        end, _ = unroll(net, start, images, log_lr, tm.syn_steps, tm.batch_syn, tm.patch_size, gen, precond)
-        loss = trajectory_loss(end, start, target)
-        if not torch.isfinite(loss):
-            raise DistillationDiverged(f"non-finite trajectory loss at iteration {iteration}; the last checkpoint "
-                                       f"is in {path}: lower distill.lr_img or distill.tm.lr_lr")
+        for attempt in range(MAX_LR_HALVINGS + 1):
+            opt.zero_grad(set_to_none=True)
+            opt_lr.zero_grad(set_to_none=True)
+            end, _ = unroll(net, start, images, log_lr, tm.syn_steps, tm.batch_syn, tm.patch_size,
+                            torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, iteration, attempt)), precond)
+            loss = trajectory_loss(end, start, target)
+            if torch.isfinite(loss):
+                break
+            with torch.no_grad():  # the student diverged from this checkpoint: a smaller student step
+                log_lr -= math.log(2)
+            log.warning("tm: student unroll diverged at iteration %d; student lr halved to %.3g", iteration,
+                        float(log_lr.exp()))
+        else:
+            raise DistillationDiverged(f"non-finite trajectory loss at iteration {iteration} after "
+                                       f"{MAX_LR_HALVINGS} halvings of the student lr; the last checkpoint "
+                                       f"is in {path}: lower distill.tm.lr_student")
         loss.backward()
         if not (torch.isfinite(images.grad).all() and torch.isfinite(log_lr.grad)):
             raise DistillationDiverged(f"non-finite gradient at iteration {iteration}; the last checkpoint is in "
