@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable
 
 from hf_srdistill.data.errors import DataNotFoundError
+from hf_srdistill.io import sha256_file
 
 __all__ = ["PHOTO_SPLITS", "LONG_SIDE", "INSTALL_COMMAND", "load_manifest", "manifest_digest", "photos_dir",
            "prepare_photos"]
@@ -60,13 +61,6 @@ def photos_dir(cache_dir: str | Path, split: str, manifest: dict | None = None) 
     """Where ``prepare_photos`` keeps a split: ``<cache_dir>/photos/<manifest digest>/<split>``."""
     return Path(cache_dir).expanduser() / "photos" / manifest_digest(manifest) / split
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _locate(entry: dict, roots: Iterable[Path]) -> Path | None:
@@ -109,7 +103,7 @@ def _check_sources(photos: list[dict], entries: list[dict], roots: list[Path], m
     versions = manifest.get("packages", {})
     bad, packages = [], set()
     for e in entries:
-        got = _sha256(found[e["name"]])
+        got = sha256_file(found[e["name"]])
         if got != e["sha256"]:
             bad.append(f"{found[e['name']]} ({e['name']}: sha256 {got[:12]}..., manifest {e['sha256'][:12]}...)")
             packages.add(e["package"])

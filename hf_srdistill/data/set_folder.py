@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hf_srdistill.io import write_json
+from hf_srdistill.io import sha256_file, write_json
 
 MANIFEST = "manifest.json"
 LISTED = ("data", "config.yaml", "provenance.json", "size_report.json")
@@ -29,14 +29,6 @@ LISTED = ("data", "config.yaml", "provenance.json", "size_report.json")
 
 class IncompleteSetError(ValueError):
     """A set folder whose files do not match its manifest (or that has none)."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _listed_files(folder: Path) -> list[Path]:
@@ -50,7 +42,7 @@ def _listed_files(folder: Path) -> list[Path]:
 def write_manifest(folder: str | Path, num_rows: int) -> dict:
     folder = Path(folder)
     manifest = {"num_rows": int(num_rows),
-                "files": {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+                "files": {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                           for p in _listed_files(folder)}}
     write_json(folder / MANIFEST, manifest)
     return manifest
@@ -82,7 +74,7 @@ def verify_set_folder(folder: str | Path) -> dict:
         p = folder / name
         if not p.is_file():
             raise IncompleteSetError(f"{folder}: {name} is listed in {MANIFEST} but missing; {redo}")
-        if p.stat().st_size != want["bytes"] or _sha256(p) != want["sha256"]:
+        if p.stat().st_size != want["bytes"] or sha256_file(p) != want["sha256"]:
             raise IncompleteSetError(f"{folder}: {name} differs from the one recorded in {MANIFEST} "
                                      f"(changed or partly rewritten); {redo}")
     manifest["num_rows"] = rows

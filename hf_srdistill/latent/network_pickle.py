@@ -8,7 +8,6 @@ source you trust.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import sys
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from hf_srdistill.config import LatentConfig
+from hf_srdistill.io import sha256_file
 from hf_srdistill.latent.base import GeneratorNotFoundError
 
 CONTRACT = ("z_dim", "c_dim", "w_dim", "num_ws", "img_resolution", "mapping", "synthesis")
@@ -28,13 +28,6 @@ HOWTO = ("StyleGAN-XL needs (1) a network pickle: download e.g. imagenet512.pkl 
          "(2) the source tree its pickles import: git clone https://github.com/autonomousvision/stylegan-xl, "
          "set latent.source_dir to the clone and install its requirements (e.g. timm).")
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_pickle(cfg: LatentConfig) -> Path:

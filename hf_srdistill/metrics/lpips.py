@@ -11,7 +11,6 @@ file to put where. A number computed with random backbone weights is never repor
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import warnings
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from hf_srdistill.io import sha256_file
 
 __all__ = ["LPIPSMetric", "ALEXNET_URL", "alexnet_checkpoint_path"]
 
@@ -34,13 +35,6 @@ def alexnet_checkpoint_path() -> Path:
     """Where torchvision caches the AlexNet checkpoint (follows TORCH_HOME / XDG_CACHE_HOME)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class LPIPSMetric:
@@ -72,7 +66,7 @@ class LPIPSMetric:
                 f"LPIPS needs torchvision's AlexNet ImageNet weights at {path} (file {ALEXNET_FILE}, "
                 f"from {ALEXNET_URL}); download it where there is internet and copy it there, or "
                 f"set TORCH_HOME to a folder whose hub/checkpoints/ holds it")
-        if verify_hash and not (digest := _sha256(path)).startswith(ALEXNET_SHA256_PREFIX):
+        if verify_hash and not (digest := sha256_file(path)).startswith(ALEXNET_SHA256_PREFIX):
             raise ValueError(f"{path} has SHA-256 {digest[:16]}..., expected a digest starting with "
                              f"{ALEXNET_SHA256_PREFIX}: corrupt or not torchvision's {ALEXNET_FILE}; "
                              f"replace it with the file from {ALEXNET_URL}")
