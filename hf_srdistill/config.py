@@ -104,7 +104,8 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    # any of: mini, set5, set14, div2k-val (see hf_srdistill.data.testsets).
+    # any of: mini, photos, set5, set14, b100, urban100, manga109, div2k-val
+    # (hf_srdistill.data.testsets; b100/urban100/manga109 from test_root only).
     test_sets: list[str] = field(default_factory=lambda: ["mini"])
     # local folder holding Set5/, Set14/, DIV2K_valid_HR/ when not loaded from the Hub.
     test_root: str | None = None

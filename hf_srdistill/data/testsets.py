@@ -1,4 +1,5 @@
-"""SR benchmark test sets: the mini and photos held-out photos, Set5, Set14, DIV2K's validation HR.
+"""SR benchmark test sets: the mini and photos held-out photos, Set5, Set14, B100, Urban100,
+Manga109, DIV2K's validation HR.
 
 A benchmark with an image missing is a different benchmark, so unlike training sources a
 bad file here is an error, not a skip. Local folders come first (``root/Set5``,
@@ -10,7 +11,8 @@ downloaded once into the Hugging Face cache (so later offline runs work): Set5/S
 conversions hold only file paths, and ``imagefolder`` reads zip but not tar archives);
 DIV2K's official validation zip through ``datasets``' ``imagefolder`` builder. ``photos`` is
 the test split of the photos suite (``hf_srdistill.data.photos``: 7 photographs from Debian
-packages, 2040 px), prepared into ``DataConfig``'s default cache dir.
+packages, 2040 px), prepared into ``DataConfig``'s default cache dir. B100, Urban100 and
+Manga109 are read from a local folder only (``root/B100``, ``root/Urban100``, ``root/Manga109``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from hf_srdistill.data.photos import prepare_photos
 from hf_srdistill.data.sources import (DIV2K_URLS, IMAGE_SUFFIXES, archive_items, decode_items, folder_items,
                                        list_image_files)
 
-__all__ = ["TEST_SETS", "TEST_SET_ARCHIVES", "load_test_set"]
+__all__ = ["TEST_SETS", "TEST_SET_ARCHIVES", "LOCAL_ONLY", "load_test_set"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,9 @@ TEST_SETS: dict[str, tuple[tuple[str, ...], int]] = {
     "set5": (("Set5", "set5"), 5),
     "set14": (("Set14", "set14"), 14),
     "div2k-val": (("DIV2K_valid_HR", "DIV2K/DIV2K_valid_HR", "div2k-val"), 100),
+    "b100": (("B100", "BSD100", "BSDS100", "b100"), 100),
+    "urban100": (("Urban100", "urban100"), 100),
+    "manga109": (("Manga109", "manga109"), 109),
 }
 # HR archives used when no local copy is found: (Hub dataset repo, commit, file) or a URL.
 # Commits are pinned so the bytes behind a reported number cannot change.
@@ -46,6 +51,9 @@ TEST_SET_ARCHIVES: dict[str, tuple[str, str, str] | str] = {
     "set14": ("eugenesiow/Set14", "5afcf80d267dba61cdfa9a32b1a6fe4cca57b6d7", "data/Set14_HR.tar.gz"),
     "div2k-val": DIV2K_URLS["validation"],
 }
+# local only: no archive whose bytes could be pinned here (Manga109's licence also forbids
+# redistribution); the error says where to put the images.
+LOCAL_ONLY = ("b100", "urban100", "manga109")
 _HR_SUBDIRS = ("", "HR", "GTmod12", "GT", "original")
 
 
@@ -99,9 +107,9 @@ def load_test_set(name: str, root: str | Path | None = None) -> list[tuple[str, 
         raise ValueError(f"unknown test set {name!r}; choose from {['mini', 'photos', *TEST_SETS]}")
     expected = TEST_SETS[key][1]
     folders = TEST_SETS[key][0]
-    archive = TEST_SET_ARCHIVES[key]
+    archive = TEST_SET_ARCHIVES.get(key)
     how = (f"put the HR images in <root>/{folders[0]}/ (or {folders[0]}/HR/) and pass that root "
-           f"(eval.test_root), or allow downloads from {_describe(archive)}")
+           f"(eval.test_root)" + (f", or allow downloads from {_describe(archive)}" if archive else ""))
     tried: list[str] = []
     if root is not None:
         found, looked = _local_dir(key, Path(root).expanduser())
@@ -110,6 +118,9 @@ def load_test_set(name: str, root: str | Path | None = None) -> list[tuple[str, 
             items = ((stem, path) for stem, path in folder_items(found, how) if path.parent == found)
             return _finish(key, list(decode_items(items, label=f"test set {key}", skip_bad=False)), expected,
                            str(found))
+    if archive is None:
+        places = "; ".join(tried) if tried else "no local root given (eval.test_root)"
+        raise DataNotFoundError(f"test set {key!r} not found. Looked in: {places}. To supply it: {how}")
     try:
         images = list(decode_items(_archive_items(archive, how), label=f"test set {key}", skip_bad=False))
     except DataNotFoundError as err:

@@ -109,4 +109,15 @@ def test_absent(tmp_path, monkeypatch):
     with pytest.raises(DataNotFoundError, match="DIV2K_valid_HR.zip"):
         load_test_set("div2k-val")
     with pytest.raises(ValueError, match="unknown test set"):
-        load_test_set("urban100")
+        load_test_set("urban101")
+
+
+@pytest.mark.parametrize("name, folder", [("b100", "BSD100/HR"), ("urban100", "Urban100"), ("manga109", "Manga109")])
+def test_local_only_benchmarks(tmp_path, hr_images, name, folder, caplog):
+    with pytest.raises(DataNotFoundError, match=rf"test set '{name}' not found.*eval.test_root") as err:
+        load_test_set(name, root=tmp_path)
+    assert "downloads" not in str(err.value)  # no archive is pretended
+    _save_all(tmp_path / folder, hr_images)
+    with caplog.at_level(logging.WARNING):
+        out = load_test_set(name, root=tmp_path)
+    assert [n for n, _ in out] == sorted(hr_images) and "the benchmark has 10" in caplog.text
