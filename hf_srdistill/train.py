@@ -114,9 +114,10 @@ def train_sr(cfg: TrainJobConfig, callback: Callable[[int, torch.nn.Module], Non
 
     start = 0
     ckpt = out / CHECKPOINT_DIR
+    identity = run_identity(cfg)
     if tc.resume and (ckpt / "trainer_state.json").is_file():
         state = read_json_file(ckpt / "trainer_state.json", "train.resume=false")
-        check_resumable(state.get("identity"), run_identity(cfg), ckpt)
+        check_resumable(state.get("identity"), identity, ckpt)
         accelerator.load_state(str(ckpt))
         start = state["step"]
         logger.info("resuming %s from step %d", out, start)
@@ -154,7 +155,7 @@ def train_sr(cfg: TrainJobConfig, callback: Callable[[int, torch.nn.Module], Non
                 callback(step, inner)
             inner.train()
         if step % tc.checkpoint_every == 0 and step < tc.iterations:
-            save_checkpoint(accelerator, ckpt, step, run_identity(cfg))
+            save_checkpoint(accelerator, ckpt, step, identity)
     bar.close()
 
     accelerator.wait_for_everyone()
