@@ -19,6 +19,13 @@ def _check_positive(owner: str, **values: int | float | None) -> None:
             raise ValueError(f"{owner}.{name} must be > 0, got {value}")
 
 
+def _check_trackers(key: str, names: list[str]) -> None:
+    if names:  # Accelerate is imported only when tracking is asked for
+        from hf_srdistill.history import check_tracker_names
+
+        check_tracker_names(names, key)
+
+
 @dataclass
 class DataConfig:
     # mini = photos shipped by scikit-image (no download); folder = local PNG/JPEG files;
@@ -95,11 +102,16 @@ class TrainConfig:
     output_dir: str = "outputs/train"
     # continue from output_dir/checkpoint if present.
     resume: bool = True
+    # output_dir/history.csv gets a row (step, loss, lr, wall_s) every log_every steps and at the last.
+    log_every: int = 10
+    # experiment trackers (Accelerate's log_with: tensorboard, wandb, mlflow, ...); [] = off.
+    log_with: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_positive("train", iterations=self.iterations, batch_size=self.batch_size,
-                        decoded_cache_mb=self.decoded_cache_mb,
+                        decoded_cache_mb=self.decoded_cache_mb, log_every=self.log_every,
                         patch_size=self.patch_size, lr=self.lr, checkpoint_every=self.checkpoint_every)
+        _check_trackers("train.log_with", self.log_with)
 
 
 @dataclass
@@ -356,8 +368,12 @@ class DistillConfig:
     seed: int = 0
     output_dir: str = "outputs/distill"
     resume: bool = False
+    # experiment trackers (Accelerate's log_with: tensorboard, wandb, mlflow, ...); [] = off.
+    # <output_dir>/history.csv is written either way (one row per iteration).
+    log_with: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        _check_trackers("distill.log_with", self.log_with)
         _check_positive("distill", ipc=self.ipc, image_size=self.image_size, iterations=self.iterations,
                         outer_loop=self.outer_loop, batch_real=self.batch_real, batch_net=self.batch_net,
                         lr_img=self.lr_img, lr_net=self.lr_net,

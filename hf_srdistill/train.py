@@ -23,6 +23,8 @@ from hf_srdistill.config import TrainJobConfig
 from hf_srdistill.configio import ConfigError, to_dict
 from hf_srdistill.data import PairedPatchDataset, SubImageStore
 from hf_srdistill.data.set_folder import read_set_images, set_digest
+from hf_srdistill.history import HISTORY, LOSS_CURVE, History, accelerator_kwargs, end_tracking, log_row, \
+    plot_loss_curve, start_tracking
 from hf_srdistill.io import check_writable, read_json_file, remove_stale_tmp, write_json
 from hf_srdistill.models import build_model
 
@@ -31,7 +33,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
 # train fields that may change between an interrupted run and its resume without changing
 # the result; any other change is refused (the run would silently continue the old one)
-RESUMABLE = {"resume", "checkpoint_every", "num_workers", "output_dir", "decoded_cache_mb"}
+RESUMABLE = {"resume", "checkpoint_every", "num_workers", "output_dir", "decoded_cache_mb", "log_with"}
+HISTORY_COLUMNS = ("step", "loss", "lr", "wall_s")
 
 
 class SeededSamples(Dataset):
@@ -92,11 +95,16 @@ def train_sr(cfg: TrainJobConfig, callback: Callable[[int, torch.nn.Module], Non
     ``callback(step, model)`` runs on the main process every ``callback_every`` steps and at
     the last step, with the unwrapped model in eval mode (e.g. to score checkpoints on a
     validation split); it is not called for steps a resumed run had already done.
+
+    Besides the model: ``history.csv`` (step, loss = that step's batch loss averaged over
+    processes, lr = the lr the step was taken with, wall_s; every ``log_every`` steps and the
+    last), ``loss_curve.png``, the full model card (``README.md``), and tracker logs when
+    ``train.log_with`` names any.
     """
     t0 = time.time()
     tc = cfg.train
     out = Path(tc.output_dir)
-    accelerator = make_accelerator()
+    accelerator = make_accelerator(**accelerator_kwargs(tc.log_with, out, "train.log_with"))
     if accelerator.is_main_process:
         check_writable(out, "train.output_dir")
         remove_stale_tmp(out)
@@ -112,17 +120,19 @@ def train_sr(cfg: TrainJobConfig, callback: Callable[[int, torch.nn.Module], Non
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
 
-    start = 0
+    start, wall_before = 0, 0.0
     ckpt = out / CHECKPOINT_DIR
     identity = run_identity(cfg)
     if tc.resume and (ckpt / "trainer_state.json").is_file():
         state = read_json_file(ckpt / "trainer_state.json", "train.resume=false")
         check_resumable(state.get("identity"), identity, ckpt)
         accelerator.load_state(str(ckpt))
-        start = state["step"]
+        start, wall_before = state["step"], float(state.get("wall_s") or 0.0)
         logger.info("resuming %s from step %d", out, start)
     if start >= tc.iterations and (out / "model.safetensors").is_file():
         return out
+    history = History.resume(out / HISTORY, HISTORY_COLUMNS, start) if accelerator.is_main_process else None
+    tracking = start_tracking(accelerator, tc.log_with, cfg)
 
     images = training_images(cfg)
     patches = PairedPatchDataset(images, tc.patch_size, cfg.model.scale, augment=tc.augment)
@@ -141,10 +151,18 @@ def train_sr(cfg: TrainJobConfig, callback: Callable[[int, torch.nn.Module], Non
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
+        step_lr = scheduler.get_last_lr()[0]  # the lr this step was taken with
         scheduler.step()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at step {step}; last good "
                                      f"checkpoint kept in {ckpt}")
+        if step % tc.log_every == 0 or step == tc.iterations:  # a collective: every process logs
+            mean = float(accelerator.reduce(loss.detach().reshape(1), "mean")) \
+                if accelerator.num_processes > 1 else float(loss.detach())
+            row = {"step": step, "loss": mean, "lr": float(step_lr), "wall_s": wall_before + time.time() - t0}
+            if history is not None:
+                history.append(**row)
+            log_row(accelerator, tracking, {k: v for k, v in row.items() if k != "step"}, step)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
         if callback is not None and accelerator.is_main_process and callback_every > 0 \
@@ -155,18 +173,39 @@ def train_sr(cfg: TrainJobConfig, callback: Callable[[int, torch.nn.Module], Non
                 callback(step, inner)
             inner.train()
         if step % tc.checkpoint_every == 0 and step < tc.iterations:
-            save_checkpoint(accelerator, ckpt, step, identity)
+            if history is not None:  # first: rows past the checkpoint are dropped on resume anyway
+                history.save()
+            save_checkpoint(accelerator, ckpt, step, identity, wall_before + time.time() - t0)
     bar.close()
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        history.save()
+        stale = out / "eval_results.json"  # measured on the weights this run replaces
+        if stale.is_file():
+            logger.warning("removing %s: it scored the previous model in %s", stale, out)
+            stale.unlink()
         accelerator.unwrap_model(model).save_pretrained(out)
         _write_provenance(out, cfg, len(images), time.time() - t0,
                           {"final_lr": scheduler.get_last_lr()[0], "scheduler_steps": scheduler.last_epoch,
                            "processes": accelerator.num_processes})
+        plot_loss_curve(history, out / LOSS_CURVE, f"train {cfg.model.name} x{cfg.model.scale}", second="lr")
+        _write_model_card(out)
         shutil.rmtree(ckpt, ignore_errors=True)
+    end_tracking(accelerator, tracking)
     accelerator.wait_for_everyone()
     return out
+
+
+def _write_model_card(out: Path) -> None:
+    """The full card (what push-model uploads, without a repo id), replacing the mixin's stub."""
+    from hf_srdistill.hub.cards import write_model_card
+    from hf_srdistill.hub.folders import FolderError
+
+    try:
+        write_model_card(out)
+    except (FolderError, ValueError) as err:
+        logger.warning("model card not written: %s", err)
 
 
 def run_identity(cfg: TrainJobConfig) -> dict:
@@ -213,12 +252,13 @@ def recover_checkpoint(ckpt: Path) -> None:
         shutil.rmtree(tmp)
 
 
-def save_checkpoint(accelerator, ckpt: Path, step: int, identity: dict | None = None) -> None:
+def save_checkpoint(accelerator, ckpt: Path, step: int, identity: dict | None = None,
+                    wall_s: float | None = None) -> None:
     """Write the full training state to a temp folder, then swap it in (a kill never corrupts it)."""
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     accelerator.save_state(str(tmp))
     if accelerator.is_main_process:
-        write_json(tmp / "trainer_state.json", {"step": step, "identity": identity})
+        write_json(tmp / "trainer_state.json", {"step": step, "identity": identity, "wall_s": wall_s})
         old = ckpt.with_name(ckpt.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if ckpt.exists():
@@ -229,9 +269,11 @@ def save_checkpoint(accelerator, ckpt: Path, step: int, identity: dict | None = 
 
 
 def _write_provenance(out: Path, cfg: TrainJobConfig, n_images: int, wall: float, extra: dict) -> None:
-    from hf_srdistill.provenance import collect_provenance, write_provenance
+    from hf_srdistill.provenance import collect_provenance, describe_source, write_provenance
 
     source = {"train_set": cfg.train.train_set, "num_train_images": n_images}
-    if not cfg.train.train_set:
-        source.update(source=cfg.data.source, hub_id=cfg.data.hub_id, revision=cfg.data.revision)
+    if not cfg.train.train_set:  # the data's licence is the model's (hub.model_card)
+        known = describe_source(cfg.data)
+        source.update(source=cfg.data.source, hub_id=cfg.data.hub_id, revision=cfg.data.revision,
+                      id=known["id"], license=known["license"], license_note=known["license_note"])
     write_provenance(out, collect_provenance(cfg, source=source, wall_time_s=wall, extra=extra))

@@ -51,23 +51,152 @@ def test_training_writes_a_loadable_model_and_provenance(tmp_path):
     assert model.scale == 2
 
 
+def _rows(folder):
+    """history.csv without wall_s (the only column a resume may change)."""
+    from hf_srdistill.history import read_history
+
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in read_history(Path(folder) / "history.csv")]
+
+
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    reference = weights(train_mod.train_sr(tiny_job(tmp_path / "a")))
+    # log_every=2 with the checkpoint at step 3: the checkpoint falls between two logged steps
+    reference = weights(train_mod.train_sr(tiny_job(tmp_path / "a", log_every=2)))
 
     real_save = train_mod.save_checkpoint
 
-    def save_then_die(accelerator, ckpt, step, identity):
-        real_save(accelerator, ckpt, step, identity)
+    def save_then_die(*args):
+        real_save(*args)
         raise KeyboardInterrupt("simulated kill right after the step-3 checkpoint")
 
     monkeypatch.setattr(train_mod, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        train_mod.train_sr(tiny_job(tmp_path / "b"))
+        train_mod.train_sr(tiny_job(tmp_path / "b", log_every=2))
     assert (tmp_path / "b" / "checkpoint" / "trainer_state.json").is_file()
+    assert [r["step"] for r in _rows(tmp_path / "b")] == ["2"]  # saved with the checkpoint
     monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
-    resumed = weights(train_mod.train_sr(tiny_job(tmp_path / "b")))
+    resumed = weights(train_mod.train_sr(tiny_job(tmp_path / "b", log_every=2)))
     for name, tensor in reference.items():
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0)
+    # the resumed file continues the old one: no row twice, none missing, same values to the bit
+    assert _rows(tmp_path / "b") == _rows(tmp_path / "a")
+    assert [r["step"] for r in _rows(tmp_path / "a")] == ["2", "4", "6"]
+
+
+def test_history_rows_written_past_the_checkpoint_are_dropped_on_resume(tmp_path, monkeypatch):
+    """Killed after the history was saved but before its checkpoint: the rows past the last
+    checkpoint are redone once, not kept twice."""
+    train_mod.train_sr(tiny_job(tmp_path / "a", iterations=9, log_every=2))
+    real_save = train_mod.save_checkpoint
+    calls = {"n": 0}
+
+    def die_before_the_second(*args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated kill between history.csv and the step-6 checkpoint")
+        real_save(*args)
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", die_before_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train_sr(tiny_job(tmp_path / "b", iterations=9, log_every=2))
+    assert [r["step"] for r in _rows(tmp_path / "b")] == ["2", "4", "6"]  # ahead of the step-3 checkpoint
+    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
+    train_mod.train_sr(tiny_job(tmp_path / "b", iterations=9, log_every=2))
+    assert _rows(tmp_path / "b") == _rows(tmp_path / "a")
+    assert [r["step"] for r in _rows(tmp_path / "a")] == ["2", "4", "6", "8", "9"]
+
+
+def test_history_loss_curve_and_full_model_card_are_written_when_training_ends(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from hf_srdistill.history import read_history
+    from hf_srdistill.hub.cards import model_card
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "eval_results.json").write_text('{"scale": 2, "results": {}}')  # of an older model
+    out = train_mod.train_sr(tiny_job(tmp_path / "m", iterations=7, log_every=3))
+    assert not (out / "eval_results.json").exists()  # it would put the old numbers in the model-index
+    rows = read_history(out / "history.csv")
+    assert list(rows[0]) == ["step", "loss", "lr", "wall_s"]
+    assert [int(r["step"]) for r in rows] == [3, 6, 7]  # every log_every steps, and the last
+    assert float(rows[0]["lr"]) == pytest.approx(1e-3 * (0.01 + 0.99 * (1 + np.cos(np.pi * 2 / 7)) / 2))
+    assert all(float(r["loss"]) > 0 for r in rows)
+    walls = [float(r["wall_s"]) for r in rows]
+    assert walls == sorted(walls) and walls[0] >= 0
+    with Image.open(out / "loss_curve.png") as im:
+        assert im.format == "PNG" and im.size[0] > 100
+    card = ModelCard.load(out / "README.md")  # the full card, not the mixin's stub
+    assert "## Training" in card.text and "not been evaluated yet" in card.text
+    # one licence rule at save time and at push time: the training data's (mini: "other")
+    pushed = model_card(out, repo_id="someone/srcnn")
+    assert card.data.license == pushed.data.license == "other"
+    assert card.data.license_name == pushed.data.license_name == "scikit-image-data-terms"
+    assert "huggingface.co" not in card.text
+
+
+def test_an_unknown_tracker_is_a_config_error():
+    from hf_srdistill.configio import from_dict
+
+    with pytest.raises(ValueError, match=r"train.log_with: unknown tracker 'tensorbored'; choose from .*tensorboard"):
+        TrainConfig(log_with=["tensorbored"])
+    with pytest.raises(ValueError, match="distill.log_with: unknown tracker 'nope'"):
+        from hf_srdistill.config import DistillConfig
+
+        DistillConfig(log_with=["nope"])
+    with pytest.raises(ValueError, match="unknown tracker"):
+        from_dict(TrainJobConfig, {"train": {"log_with": ["tensorbored"]}})
+
+
+def test_tensorboard_tracking(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed in this environment")
+    out = train_mod.train_sr(tiny_job(tmp_path / "m", log_with=["tensorboard"], log_every=2))
+    assert list((out / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_a_tracker_that_is_not_installed_is_refused_before_training(tmp_path, monkeypatch):
+    from accelerate import tracking
+
+    monkeypatch.setattr(tracking, "get_available_trackers", lambda: [])
+    monkeypatch.setattr(train_mod, "training_images", lambda cfg: pytest.fail("work started"))
+    with pytest.raises(ConfigError, match=r"train.log_with: wandb is not installed \(pip install wandb\)"):
+        train_mod.train_sr(tiny_job(tmp_path / "m", log_with=["wandb"]))
+
+
+def test_trackers_get_the_config_every_history_row_and_the_end(tmp_path, monkeypatch):
+    """Accelerate's tracker API end to end, with a recording tracker in place of a real one."""
+    from accelerate.tracking import GeneralTracker
+
+    from hf_srdistill.history import read_history
+
+    class Recorder(GeneralTracker):
+        name, requires_logging_directory, main_process_only = "recorder", False, True
+
+        def __init__(self):
+            super().__init__()
+            self.config, self.logged, self.finished = None, [], False
+
+        @property
+        def tracker(self):
+            return self
+
+        def store_init_configuration(self, values):
+            self.config = values
+
+        def log(self, values, step=None, **kwargs):
+            self.logged.append((step, values))
+
+        def finish(self):
+            self.finished = True
+
+    rec = Recorder()
+    monkeypatch.setattr(train_mod, "accelerator_kwargs", lambda names, out, key: {"log_with": [rec]})
+    out = train_mod.train_sr(tiny_job(tmp_path / "m", log_with=["tensorboard"], log_every=2))
+    assert rec.config["train.log_every"] == 2 and rec.config["model.name"] == "srcnn"
+    assert rec.config["train.train_set"] == "None"  # flattened to scalars every tracker accepts
+    rows = read_history(out / "history.csv")
+    assert [s for s, _ in rec.logged] == [int(r["step"]) for r in rows] == [2, 4, 6]
+    assert [v["loss"] for _, v in rec.logged] == [float(r["loss"]) for r in rows]
+    assert set(rec.logged[0][1]) == {"loss", "lr", "wall_s"}
+    assert rec.finished
 
 
 def test_trains_from_a_set_folder_loaded_with_datasets(tmp_path):
@@ -130,6 +259,8 @@ def test_two_processes_follow_the_one_process_lr_schedule(tmp_path):
     extra = json.loads((tmp_path / "two" / "provenance.json").read_text())["extra"]
     assert extra["processes"] == 2
     assert extra["scheduler_steps"] == 40 and extra["final_lr"] == pytest.approx(1e-5)
+    # one history for the run (the main process's), the loss averaged over both processes
+    assert [r["step"] for r in _rows(tmp_path / "two")] == ["10", "20", "30", "40"]
 
 
 def _kill_at_first_checkpoint(monkeypatch):

@@ -24,7 +24,7 @@ from hf_srdistill.io import atomic_path
 # fields that may change between an interrupted run and its resume without changing the
 # result (or, for iterations, while extending a finished run)
 RESUMABLE = {"iterations", "resume", "checkpoint_every", "snapshot_every", "output_dir",
-             "classes_per_step", "batched", "real_chunk", "syn_chunk"}
+             "classes_per_step", "batched", "real_chunk", "syn_chunk", "log_with"}
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """Write an image set (distilled or baseline) in the project's set-folder format.
 
 One parquet shard that ``datasets.load_dataset(folder)`` reads (columns ``hr``, ``label``,
-``ipc_index``, ``lr_x2``, ``lr_x4``), a dataset-card stub whose YAML header tells the
-loader and the Hub viewer where the data is, the resolved config, the provenance record,
-a size report, and last the manifest (``data.set_folder``) that marks the folder complete. Every set is written by this one function, so training and the Hub
-code treat distilled sets and baselines alike.
+``ipc_index``, ``lr_x2``, ``lr_x4``), the resolved config, the provenance record, a size
+report, the manifest (``data.set_folder``) that marks the folder complete, and then the full
+dataset card (``hub.dataset_card`` with no repo id: the same card ``push-dataset`` uploads, less
+the Hub id). The card is not in the manifest: it is rendered from the listed files and may be
+refreshed (after an evaluation, at push time) without changing the set. Every set is written by
+this one function, so training and the Hub code treat distilled sets and baselines alike.
 
 The HR pixels are quantised to uint8 (PNG is lossless from there on), and the LR columns
 are made from the *quantised* HR with the project's MATLAB bicubic, so a reader that
@@ -14,6 +16,7 @@ degrades ``hr`` itself gets exactly ``lr_x2`` / ``lr_x4`` back (up to uint8 roun
 from __future__ import annotations
 
 import io
+import logging
 import os
 import time
 from pathlib import Path
@@ -27,6 +30,8 @@ from hf_srdistill.configio import dump_yaml
 from hf_srdistill.data import imresize
 from hf_srdistill.data.set_folder import remove_manifest, write_manifest
 from hf_srdistill.io import atomic_path, read_json, write_json, write_text
+
+logger = logging.getLogger(__name__)
 
 PARQUET = Path("data") / "train-00000-of-00001.parquet"
 LR_SCALES = (2, 4)
@@ -103,9 +108,29 @@ def write_image_set(folder: str | Path, images: torch.Tensor, labels: Sequence[i
     print(format_size_report(report))
     write_text(folder / "config.yaml", dump_yaml(cfg))
     _write_provenance(folder, cfg, source, wall_time_s, extra)
-    write_text(folder / "README.md", card_stub(features, n, os.path.getsize(folder / PARQUET), report, extra))
     write_manifest(folder, n)
+    write_card(folder, card_stub(features, n, os.path.getsize(folder / PARQUET), report, extra))
     return folder
+
+
+def write_card(folder: str | Path, fallback: str | None = None) -> Path:
+    """The full dataset card of a complete set folder (no Hub id, so no Hub URL is claimed).
+
+    Where it cannot be rendered (no provenance module, a hand-edited record), ``fallback``
+    (the loader-only stub) is written instead, with a warning; without one the error stands.
+    """
+    from hf_srdistill.hub.dataset_card import write_dataset_card
+    from hf_srdistill.hub.folders import FolderError
+
+    folder = Path(folder)
+    try:
+        return write_dataset_card(folder, repo_id=None)
+    except (FolderError, ValueError, KeyError) as err:
+        if fallback is None:
+            raise
+        logger.warning("%s: full dataset card not rendered (%s); wrote the minimal card", folder, err)
+        write_text(folder / "README.md", fallback)
+        return folder / "README.md"
 
 
 def size_report(n: int, pixels_per_image: int, png: int, real: dict | None) -> dict:

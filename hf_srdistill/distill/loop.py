@@ -46,6 +46,8 @@ from hf_srdistill.distill.figures import evolution_figure, grid, save_png, thumb
 from hf_srdistill.distill.latent_glue import latent_synthetic, save_latent_state, write_latent_outputs
 from hf_srdistill.distill.matching import auto_chunk, match_and_backward
 from hf_srdistill.distill.synthetic import class_generator
+from hf_srdistill.history import HISTORY, LOSS_CURVE, History, accelerator_kwargs, end_tracking, log_row, \
+    plot_loss_curve, start_tracking
 from hf_srdistill.io import check_writable, remove_stale_tmp
 
 REAL_STREAM, NET_STREAM, MODEL_STREAM = 2, 3, 4
@@ -54,6 +56,9 @@ SNAPSHOT_ROWS = 4  # classes shown in the evolution figure
 # out by too large a step (clamping keeps such pixels finite, so the NaN guard cannot see it);
 # checked for unbounded runs, since max_change keeps every pixel near its init anyway
 SATURATION_SHARE, SATURATION_RISE = 0.5, 0.25
+# history.csv: iteration (done), the total matching loss (sum over classes of the last matching
+# step), the pixel lr, wall time; then gm/dm's loss per matching unit and the reference's scale
+HISTORY_COLUMNS = ("iteration", "loss", "lr_img", "wall_s", "loss_per_unit", "reference_scale")
 
 
 class DistillationDiverged(FloatingPointError):
@@ -271,13 +276,14 @@ def distill(cfg: DistillJobConfig) -> Path:
     """Distil ``cfg.data`` into ``cfg.distill.ipc`` synthetic HR images per class.
 
     Writes the set folder at ``cfg.distill.output_dir`` (resume state under its
-    ``checkpoint/``) and returns it, on every process.
+    ``checkpoint/``, one ``history.csv`` row per iteration, ``loss_curve.png``) and returns it,
+    on every process.
     """
     from hf_srdistill.data.grouped import SubImageStore
     from hf_srdistill.provenance import describe_source
 
     d = cfg.distill
-    acc = make_accelerator()
+    acc = make_accelerator(**accelerator_kwargs(d.log_with, d.output_dir, "distill.log_with"))
     if acc.is_main_process:
         check_writable(d.output_dir, "distill.output_dir")
         remove_stale_tmp(d.output_dir)
@@ -296,6 +302,9 @@ def distill(cfg: DistillJobConfig) -> Path:
                          f"{store.num_classes} classes x ipc {d.ipc}")
     run = _Run(cfg, acc, store, state)
     pretrained = load_references(d)
+    columns = HISTORY_COLUMNS + (("lr_latent",) if run.latent is not None else ())
+    history = History.resume(Path(d.output_dir) / HISTORY, columns, run.iteration) if acc.is_main_process else None
+    tracking = start_tracking(acc, d.log_with, cfg)
     bar = tqdm(total=d.iterations, initial=run.iteration, desc="distill", disable=not acc.is_main_process)
     while run.iteration < d.iterations:
         if run.iteration % d.snapshot_every == 0:
@@ -311,14 +320,26 @@ def distill(cfg: DistillJobConfig) -> Path:
             if run.latent is not None:  # the codes may already hold this iteration's steps: keep the last checkpoint
                 raise DistillationDiverged(f"{err}; resume from the last checkpoint in {path}: lower "
                                            "distill.latent.lr_latent or change the distance") from None
+            if history is not None:
+                history.save()
             run.save(run.state(*good))
             raise DistillationDiverged(f"{err}; the last good state (iteration {run.iteration}) is saved in "
                                        f"{path}: lower distill.lr_img or change the distance") from None
         total = float(acc.reduce(torch.tensor([loss], device=acc.device, dtype=torch.float64), "sum"))
         run.iteration += 1
+        row = {"iteration": run.iteration, "loss": total, "wall_s": run.wall0 + time.time(),
+               "lr_img": run.opt.param_groups[0]["lr"] if run.opt is not None else None,
+               "loss_per_unit": total / run.k, "reference_scale": int(model.scale)}
+        if run.latent is not None:
+            row["lr_latent"] = d.latent.lr_latent
+        if history is not None:
+            history.append(**row)
+        log_row(acc, tracking, {k: v for k, v in row.items() if k != "iteration"}, run.iteration)
         bar.update(1)
         bar.set_postfix(match=f"{total / run.k:.5f}")
         if run.iteration % d.checkpoint_every == 0 or run.iteration == d.iterations:
+            if history is not None:  # first: rows past the checkpoint are dropped on resume anyway
+                history.save()
             run.save(run.state(run.images, run.momentum()))
     bar.close()
     run.snapshot()
@@ -326,14 +347,17 @@ def distill(cfg: DistillJobConfig) -> Path:
     out = Path(d.output_dir)
     if acc.is_main_process:
         source = describe_source(cfg.data, store.fingerprint)
-        write_set(cfg, store, final, out, source, acc.num_processes)
+        history.save()
+        write_set(cfg, store, final, out, source, acc.num_processes, history)
         if run.latent is not None:
             write_latent_outputs(cfg, store, run.latent, out, source)
+    end_tracking(acc, tracking)
     acc.wait_for_everyone()
     return out
 
 
-def write_set(cfg: DistillJobConfig, store, final: DistillState, out: Path, source: dict, world: int) -> None:
+def write_set(cfg: DistillJobConfig, store, final: DistillState, out: Path, source: dict, world: int,
+              history: History | None = None) -> None:
     from hf_srdistill.distill.export import real_set_sizes
 
     d = cfg.distill
@@ -347,3 +371,13 @@ def write_set(cfg: DistillJobConfig, store, final: DistillState, out: Path, sour
     save_png(grid(final.images[: 64 * d.ipc], ncol=ncol), out / "samples.png")
     if len(final.snapshot_iters) > 1:
         save_png(evolution_figure(final.snapshots, final.snapshot_iters), out / "evolution.png")
+    if history is not None:
+        plot_loss_curve(history, out / LOSS_CURVE, f"distill ({d.objective}), {store.num_classes} units x "
+                        f"ipc {d.ipc}", second="student_lr" if d.objective == "tm" else None)
+    refresh_card(out)  # again, now that the figures it shows exist
+
+
+def refresh_card(out: Path) -> None:
+    from hf_srdistill.distill.export import write_card
+
+    write_card(out)

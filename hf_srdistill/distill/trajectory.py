@@ -35,11 +35,15 @@ from hf_srdistill.accel import make_accelerator, seed_for
 from hf_srdistill.config import DistillJobConfig, ModelConfig, TrainConfig, TrainJobConfig
 from hf_srdistill.configio import ConfigError, to_dict
 from hf_srdistill.data import imresize
-from hf_srdistill.io import atomic_path, read_json, write_json
+from hf_srdistill.history import HISTORY, History, accelerator_kwargs, end_tracking, log_row, start_tracking
+from hf_srdistill.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 TM_STREAM = 7
 MAX_LR_HALVINGS = 8
+# history.csv (the columns loop.distill writes first, then tm's own): the student's lr after
+# the iteration's update, which expert and start checkpoint it matched
+HISTORY_COLUMNS = ("iteration", "loss", "lr_img", "wall_s", "student_lr", "expert", "start")
 
 
 # ---- experts -------------------------------------------------------------------------
@@ -197,7 +201,7 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
     from hf_srdistill.provenance import describe_source
 
     d, tm = cfg.distill, cfg.distill.tm
-    acc = make_accelerator()
+    acc = make_accelerator(**accelerator_kwargs(d.log_with, d.output_dir, "distill.log_with"))
     if acc.num_processes > 1:
         raise ConfigError("distill.objective=tm matches the whole set in one optimisation: run it on one process")
     base = SubImageStore.build(cfg.data)
@@ -230,8 +234,8 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
     snap_iters = list(state.snapshot_iters) if state else []
     rows = sorted({round(x) for x in torch.linspace(0, store.num_classes - 1, min(4, store.num_classes)).tolist()})
     wall0 = (state.wall_time_s if state else 0.0) - time.time()
-    history_path = Path(d.output_dir) / "tm_history.json"
-    history = read_json(history_path)[:iteration] if state and history_path.is_file() else []
+    history = History.resume(Path(d.output_dir) / HISTORY, HISTORY_COLUMNS, iteration)
+    tracking = start_tracking(acc, d.log_with, cfg)
 
     def snap():
         if not snap_iters or snap_iters[-1] != iteration:
@@ -305,18 +309,22 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
                                                f"{iteration}: lower distill.lr_img")
             else:
                 images.copy_(torch.maximum(torch.minimum(images, ceil), floor))
-        history.append({"iteration": iteration, "loss": float(loss), "student_lr": float(log_lr.detach().exp()),
-                        "expert": f"{model.name}_x{model.scale}", "start": t, "wall_s": wall0 + time.time()})
         iteration += 1
+        row = history.append(iteration=iteration, loss=float(loss), lr_img=opt.param_groups[0]["lr"],
+                             wall_s=wall0 + time.time(), student_lr=float(log_lr.detach().exp()),
+                             expert=f"{model.name}_x{model.scale}", start=t)
+        log_row(acc, tracking, {k: v for k, v in row.items() if k != "iteration"}, iteration)
         bar.update(1)
         bar.set_postfix(match=f"{float(loss):.4f}", lr=f"{float(log_lr.exp()):.2e}")
         if iteration % d.checkpoint_every == 0 or iteration == d.iterations:
+            history.save()  # first: rows past the checkpoint are dropped on resume anyway
             save_checkpoint(path, current(), cfg, store.fingerprint)
-            write_json(history_path, history)
     bar.close()
     snap()
     final = current()
-    write_set(cfg, store, final, Path(d.output_dir), describe_source(cfg.data, store.fingerprint), 1)
+    history.save()
+    write_set(cfg, store, final, Path(d.output_dir), describe_source(cfg.data, store.fingerprint), 1, history)
+    end_tracking(acc, tracking)
     return Path(d.output_dir)
 
 

@@ -11,6 +11,11 @@ from typing import Any
 TEMPLATES = Path(__file__).parent / "model_cards"
 TEST_SET_NAMES = {"mini": "mini (scikit-image photos)", "set5": "Set5", "set14": "Set14",
                   "div2k-val": "DIV2K validation"}
+# model-index dataset.type is a Hub dataset id where the benchmark has one (eugenesiow's SR
+# benchmark repos, whose configs are named bicubic_x2/x3/x4 as dataset_config is here); the
+# others keep the local name.
+TEST_SET_HUB_IDS = {"set5": "eugenesiow/Set5", "set14": "eugenesiow/Set14", "b100": "eugenesiow/BSD100",
+                    "urban100": "eugenesiow/Urban100", "div2k-val": "eugenesiow/Div2k"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 

@@ -40,7 +40,8 @@ def dataset_card(folder: str | Path, repo_id: str | None = None) -> DatasetCard:
                                           "before reuse, the distilled images derive from it")
 
     card_data = DatasetCardData(
-        license=license_, task_categories=["image-to-image"], tags=list(DATASET_TAGS),
+        license=license_, task_categories=["image-to-image"], task_ids=["super-resolution"],
+        tags=list(DATASET_TAGS),
         size_categories=[F.size_category(summary.num_rows)],
         pretty_name=_dataset_title(prov, source),
         source_datasets=[source["id"]] if source.get("kind") == "hub" and source.get("id") else None)
@@ -67,7 +68,8 @@ def dataset_card(folder: str | Path, repo_id: str | None = None) -> DatasetCard:
         reduction_rows=bool(reduction), reduction_table=T.report_table(reduction) if reduction else "",
         results_table=T.results_table(results) if results else T.read_text(folder / "table.md"),
         images=[(n, c) for n, c in (("samples.png", "Synthetic images"),
-                                    ("evolution.png", "Evolution during distillation"))
+                                    ("evolution.png", "Evolution during distillation"),
+                                    ("loss_curve.png", "Matching loss during distillation (history.csv)"))
                 if (folder / n).is_file()],
         columns=_columns(summary), class_names=summary.class_names,
         class_names_line=T.short_list(summary.class_names),
@@ -119,6 +121,36 @@ def _method_text(prov: dict, dcfg: dict) -> str:
         reference = f"{one} (a freshly initialised network at every iteration)"
     bound = (f" Every pixel stays within {dcfg['max_change']} of its initial value."
              if dcfg.get("max_change") is not None else "")
+    grouping = dcfg.get("grouping", "class")
+    units = ("" if grouping == "class" else
+             f" Classes are not source photos here: {dcfg.get('num_images')} images in matching units of "
+             f"{dcfg.get('ipc')}, each matched against real patches of "
+             f"{'the whole data' if grouping == 'global' else 'one k-means pseudo-class of the sub-images'}.")
+    latent = dcfg.get("latent") or {}
+    codes = (f" The optimised variables are a `{latent.get('backend')}` generator's codes "
+             f"(`{latent.get('generator')}`), not pixels (GLaD-style latent distillation)."
+             if dcfg.get("init") == "latent" else "")
+    objective = dcfg.get("objective", "gm")
+    if objective == "tm":
+        tm = dcfg.get("tm") or {}
+        experts = ", ".join(f"{str(m.get('name')).upper()} ×{m.get('scale')}" for m in tm.get("models") or [ref])
+        return (f"**Trajectory matching** (MTT, Cazenavette et al. 2022) adapted to SR: expert {experts} "
+                f"networks ({tm.get('num_experts')} run(s) each) were trained on the real data and their "
+                f"parameters kept every {tm.get('expert_every')} steps. Each iteration starts a student at an "
+                f"expert checkpoint, takes {tm.get('syn_steps')} differentiable {tm.get('student')} steps on "
+                f"random {tm.get('patch_size')}-px crops of the synthetic images, and moves the pixels (and the "
+                f"student's learnt lr) so the student lands where the expert was {tm.get('span')} checkpoints "
+                f"later. Initialisation: `{dcfg.get('init')}`; {dcfg.get('iterations')} iterations, image "
+                f"learning rate {dcfg.get('lr_img')} (SGD, momentum {dcfg.get('momentum')}).{bound}{units}")
+    if objective == "dm":
+        dm = dcfg.get("dm") or {}
+        return (f"**Distribution matching** (Zhao & Bilen 2023) adapted to SR: the synthetic HR images are "
+                f"optimised so that the per-channel feature means{' and Gram matrices' if dm.get('moments') == 2 else ''} "
+                f"of {one} (a freshly initialised network at every iteration) on their "
+                f"{' and '.join(dm.get('inputs') or ['lr'])} inputs match those of real patches of the same class. "
+                f"Initialisation: `{dcfg.get('init')}`; {dcfg.get('iterations')} iterations, image learning "
+                f"rate {dcfg.get('lr_img')} (SGD, momentum {dcfg.get('momentum')}), {dcfg.get('batch_real')} "
+                f"real patches per class per step.{bound}{units}{codes}")
     distance = {"cos": "1 − cosine similarity over all weights (the published SR variant)",
                 "layerwise": "Dataset Condensation's layer-wise cosine distance",
                 "mse": "mean squared error between gradients"}.get(dcfg.get("distance"), dcfg.get("distance"))
@@ -128,7 +160,8 @@ def _method_text(prov: dict, dcfg: dict) -> str:
             f"real patches of the same class. Distance: {distance}. Initialisation: `{dcfg.get('init')}`; "
             f"{dcfg.get('iterations')} iterations, outer/inner loop {dcfg.get('outer_loop')}/"
             f"{dcfg.get('inner_loop')}, image learning rate {dcfg.get('lr_img')} (SGD, momentum "
-            f"{dcfg.get('momentum')}), {dcfg.get('batch_real')} real patches per class per step.{bound}")
+            f"{dcfg.get('momentum')}), {dcfg.get('batch_real')} real patches per class per step.{bound}"
+            f"{units}{codes}")
 
 
 def _columns(summary: F.DatasetSummary) -> list[tuple[str, str, str]]:

@@ -31,17 +31,18 @@ def model_card(folder: str | Path, repo_id: str | None = None, dataset_repo_id: 
     set_prov = _set_provenance(tcfg.get("train_set"))
     train_source = set_prov.get("source") or {}
     set_kind = (set_prov.get("extra") or {}).get("kind", "distilled")
+    license_, license_name = model_license(prov, set_prov)
 
     card_data = ModelCardData(
-        model_name=name, license=train_source.get("license") or "other", library_name="hf_srdistill",
+        model_name=name, license=license_, library_name="hf_srdistill",
         pipeline_tag="image-to-image", metrics=["psnr", "ssim", "lpips"],
         tags=["super-resolution", "image-to-image", "hf_srdistill", str(mcfg.get("name")),
               "pytorch_model_hub_mixin", "model_hub_mixin"]
         + (["dataset-distillation"] if tcfg.get("train_set") and set_kind == "distilled" else []),
         datasets=[dataset_id] if dataset_id else None,
         eval_results=eval_results(evals) or None)
-    if card_data.license == "other":
-        card_data.license_name = f"{T.slug(train_source.get('id') or 'training-data')}-terms"
+    if license_name:
+        card_data.license_name = license_name
     context = dict(
         title=f"{str(mcfg.get('name', 'sr')).upper()} ×{scale} — {name}",
         summary=(f"An image super-resolution model (×{scale}) trained with hf_srdistill "
@@ -61,6 +62,20 @@ def write_model_card(folder: str | Path, repo_id: str | None = None, dataset_rep
     return path
 
 
+def model_license(prov: dict, set_prov: dict | None = None) -> tuple[str, str | None]:
+    """The model's licence = its training data's, when recorded; else ``other``.
+
+    The training data is the local set it was trained on (that set's source licence) or, for a
+    model trained on real sub-images, the data source recorded in its provenance. The same rule
+    gives the card written when training ends and the one push-model uploads.
+    """
+    train_set = (prov.get("config") or {}).get("train", {}).get("train_set")
+    source = ((set_prov or {}).get("source") or {}) if train_set else (prov.get("source") or {})
+    license_ = source.get("license") or "other"
+    name = f"{T.slug(source.get('id') or 'training-data')}-terms" if license_ == "other" else None
+    return license_, name
+
+
 def eval_results(evals: dict | None) -> list[EvalResult]:
     """model-index entries: PSNR/SSIM (and LPIPS where measured) per test set at the model's scale."""
     if not evals:
@@ -75,8 +90,10 @@ def eval_results(evals: dict | None) -> list[EvalResult]:
                 continue
             out.append(EvalResult(
                 task_type="image-to-image", task_name=f"Image Super-Resolution ×{scale}",
-                dataset_type=test_set, dataset_name=T.TEST_SET_NAMES.get(test_set, test_set),
-                dataset_config=f"bicubic_x{scale}", dataset_split="test",
+                dataset_type=T.TEST_SET_HUB_IDS.get(test_set, test_set),
+                dataset_name=T.TEST_SET_NAMES.get(test_set, test_set),
+                dataset_config=f"bicubic_x{scale}",
+                dataset_split="validation" if test_set == "div2k-val" else "test",
                 metric_type=metric, metric_name=label, metric_value=round(float(value), 4)))
     return out
 

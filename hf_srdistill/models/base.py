@@ -24,7 +24,9 @@ class SRModel(
     PyTorchModelHubMixin,
     library_name="hf_srdistill",
     pipeline_tag="image-to-image",
-    license="apache-2.0",
+    # a bare save_pretrained knows nothing of the training data: "other", the rule the full card
+    # (hub.model_card.model_license, written when training ends and at push) applies
+    license="other",
     tags=["super-resolution", "image-to-image", "hf_srdistill"],
 ):
     """Base class: LR (N,3,h,w) in [0,1] -> SR (N,3,h*scale,w*scale), unclamped."""

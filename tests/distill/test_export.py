@@ -59,10 +59,64 @@ def test_card_header_declares_the_data_files_and_features(tmp_path):
     folder, *_ = _write(tmp_path)
     text = (folder / "README.md").read_text()
     header = yaml.safe_load(text.split("---")[1])
-    assert header["configs"][0]["data_files"][0] == {"split": "train", "path": "data/train-*.parquet"}
+    assert header["configs"][0]["data_files"][0] == {"split": "train", "path": "data/*.parquet"}
     assert header["dataset_info"]["splits"][0]["num_examples"] == 6
     names = [f["name"] for f in header["dataset_info"]["features"]]
     assert names == ["hr", "label", "ipc_index", "lr_x2", "lr_x4"]
+
+
+def test_the_card_written_with_the_set_is_the_full_card(tmp_path):
+    """Not a stub: the card push-dataset renders, less the Hub id (no Hub URL is claimed)."""
+    from datasets import load_dataset
+    from huggingface_hub import DatasetCard
+
+    from hf_srdistill.data.set_folder import verify_set_folder
+    from hf_srdistill.hub.cards import dataset_card
+
+    folder, *_ = _write(tmp_path)
+    card = DatasetCard.load(folder / "README.md")
+    meta = card.data
+    assert meta.license == "other" and meta.license_name == "source-terms"  # no source recorded here
+    assert "licence was not recorded" in card.text
+    assert meta.task_categories == ["image-to-image"] and meta.task_ids == ["super-resolution"]
+    assert meta.size_categories == ["n<1K"] and "IPC 1" in meta.pretty_name
+    assert "## How it was made" in card.text and "`test` baseline" in card.text
+    assert "huggingface.co" not in card.text and f'load_dataset("{folder}"' in card.text
+    assert "SR results" not in card.text  # no results.json yet
+    assert str(card) == str(dataset_card(folder))  # exactly what a re-render gives
+    # the card is not part of the set: the manifest does not list it, and the set verifies
+    assert "README.md" not in verify_set_folder(folder)["files"]
+    assert len(load_dataset(str(folder), split="train")) == 6
+
+
+def test_the_card_reports_results_when_the_folder_has_them(tmp_path):
+    import json
+
+    from hf_srdistill.distill.export import write_card
+
+    folder, *_ = _write(tmp_path)
+    (folder / "results.json").write_text(json.dumps({"scale": 2, "results": {
+        "srcnn on distilled": {"mini": {"psnr": 31.5, "ssim": 0.9012, "lpips": None}}}}))
+    text = write_card(folder).read_text()
+    assert "## SR results of models trained on this set" in text
+    assert "| srcnn on distilled | mini (scikit-image photos) ×2 | 31.50 | 0.9012 | absent |" in text
+    # rewriting the set keeps results.json, so the card written with it has them too
+    folder, *_ = _write(tmp_path)
+    assert "| srcnn on distilled |" in (folder / "README.md").read_text()
+
+
+def test_a_set_whose_record_cannot_be_carded_still_gets_the_loader_card(tmp_path, monkeypatch):
+    import importlib
+
+    dc = importlib.import_module("hf_srdistill.hub.dataset_card")  # the package exports a function of that name
+
+    def broken(*args, **kwargs):
+        raise ValueError("provenance record lacks config")
+
+    monkeypatch.setattr(dc, "dataset_card", broken)
+    folder, *_ = _write(tmp_path)
+    header = yaml.safe_load((folder / "README.md").read_text().split("---")[1])
+    assert header["configs"][0]["data_files"][0]["path"] == "data/train-*.parquet"
 
 
 def test_size_report_counts_the_stored_png_bytes(tmp_path):

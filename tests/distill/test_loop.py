@@ -68,6 +68,44 @@ def test_resume_equals_an_uninterrupted_run(tiny_job, tmp_path, max_change):
     assert torch.equal(resumed["images"], whole["images"])
     assert torch.equal(resumed["momentum"], whole["momentum"])
     assert torch.equal(resumed["snapshots"], whole["snapshots"])
+    assert _rows(part.distill.output_dir) == _rows(tmp_path / "whole")
+
+
+def _rows(folder):
+    """history.csv without wall_s (the only column a resume may change)."""
+    from hf_srdistill.history import read_history
+
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in read_history(Path(folder) / "history.csv")]
+
+
+def test_history_and_loss_curve_survive_a_kill(tiny_job, tmp_path, monkeypatch):
+    from hf_srdistill.history import read_history
+
+    cfg = tiny_job()
+    whole = distill(_with(cfg, output_dir=str(tmp_path / "whole")))
+    rows = read_history(whole / "history.csv")
+    assert list(rows[0]) == list(loop_mod.HISTORY_COLUMNS)
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]  # one row per iteration
+    assert all(float(r["lr_img"]) == 0.1 and r["reference_scale"] == "2" for r in rows)
+    assert float(rows[0]["loss_per_unit"]) == pytest.approx(float(rows[0]["loss"]) / 3)
+    with Image.open(whole / "loss_curve.png") as im:
+        assert im.format == "PNG"
+    assert "![Matching loss during distillation (history.csv)](loss_curve.png)" in (whole / "README.md").read_text()
+
+    real = loop_mod.save_checkpoint
+
+    def die_after(*args, **kw):
+        real(*args, **kw)
+        raise KeyboardInterrupt("simulated kill after the iteration-2 checkpoint")
+
+    killed = _with(cfg, output_dir=str(tmp_path / "killed"))
+    monkeypatch.setattr(loop_mod, "save_checkpoint", die_after)
+    with pytest.raises(KeyboardInterrupt):
+        distill(killed)
+    assert [r["iteration"] for r in _rows(tmp_path / "killed")] == ["1", "2"]
+    monkeypatch.setattr(loop_mod, "save_checkpoint", real)
+    distill(_with(killed, resume=True))
+    assert _rows(tmp_path / "killed") == _rows(whole)
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tiny_job, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,6 +116,18 @@ def test_a_tm_run_writes_a_set_reuses_its_experts_and_resumes_bit_identically(tm
     assert set(again) == set(once) and {"extra.log_lr", "momentum"} <= set(once)
     for name in ("images", "momentum", "extra.log_lr", "snapshots"):
         assert torch.equal(again[name], once[name]), name
+    # history.csv (not tm_history.json): the columns every objective writes, then tm's own; the
+    # resumed file is the uninterrupted one, no row twice or missing
+    from hf_srdistill.history import read_history
+
+    def rows(folder):
+        return [{k: v for k, v in r.items() if k != "wall_s"} for r in read_history(folder / "history.csv")]
+
+    first = read_history(folder / "history.csv")
+    assert list(first[0]) == ["iteration", "loss", "lr_img", "wall_s", "student_lr", "expert", "start"]
+    assert [r["iteration"] for r in first] == ["1", "2", "3", "4"] and first[0]["expert"] == "srcnn_x2"
+    assert rows(Path(resumed.distill.output_dir)) == rows(folder)
+    assert not (folder / "tm_history.json").exists() and (folder / "loss_curve.png").is_file()
 
 
 @pytest.mark.parametrize("bad, match", [

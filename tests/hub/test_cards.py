@@ -147,8 +147,11 @@ def test_model_card_model_index_from_eval_results(tmp_path):
     card = ModelCard.load(cards.write_model_card(folder, repo_id="someone/srcnn-x2"))
     recorded = read_json(folder / "eval_results.json")["results"]
     got = {(r.dataset_type, r.metric_type): r.metric_value for r in card.data.eval_results}
-    want = {(s, m): round(v, 4) for s, ms in recorded.items() for m, v in ms.items() if v is not None}
+    hub = {"mini": "mini", "set5": "eugenesiow/Set5"}  # dataset.type is the Hub id where one exists
+    want = {(hub[s], m): round(v, 4) for s, ms in recorded.items() for m, v in ms.items() if v is not None}
     assert got == want  # LPIPS absent on set5 is left out, never invented
+    set5 = next(r for r in card.data.eval_results if r.dataset_type == "eugenesiow/Set5")
+    assert set5.dataset_name == "Set5" and set5.dataset_config == "bicubic_x2" and set5.dataset_split == "test"
     assert all(r.task_type == "image-to-image" for r in card.data.eval_results)
     assert card.data.model_name == "srcnn-x2"
     assert card.data.datasets == ["someone/mini-distilled"]
@@ -165,6 +168,29 @@ def test_model_card_local_training_set_and_no_evals(tmp_path):
     assert f"local set `{set_dir}`" in card.text and "scikit-image:data" in card.text
     linked = ModelCard.load(cards.write_model_card(folder, dataset_repo_id="someone/set"))
     assert linked.data.datasets == ["someone/set"]
+
+
+@pytest.mark.parametrize("set_license, want", [("cc-by-4.0", "cc-by-4.0"), (None, "other")])
+def test_model_licence_is_the_training_data_licence_at_save_and_push_time(tmp_path, set_license, want):
+    """One rule in both places: the training data's licence when recorded, else other."""
+    set_dir, _ = make_set_folder(tmp_path / "set")
+    prov = read_json(set_dir / "provenance.json")
+    prov["source"].update(id="someone/photos", license=set_license, license_note=None)
+    write_json(set_dir / "provenance.json", prov)
+    write_manifest(set_dir, 6)
+    folder, _ = make_model_folder(tmp_path / "model", train_set=str(set_dir))
+    saved = ModelCard.load(cards.write_model_card(folder)).data  # what training writes at its end
+    pushed = cards.model_card(folder, repo_id="someone/srcnn-x2").data  # what push-model uploads
+    assert saved.license == pushed.license == want
+    assert saved.license_name == pushed.license_name == (None if set_license else "someone-photos-terms")
+
+
+def test_a_bare_save_pretrained_card_claims_no_licence_it_cannot_know(tmp_path):
+    from hf_srdistill.models import build_model
+    from hf_srdistill import config as C
+
+    build_model(C.ModelConfig(name="srcnn", scale=2, num_features=4)).save_pretrained(tmp_path / "m")
+    assert ModelCard.load(tmp_path / "m" / "README.md").data.license == "other"
 
 
 def test_model_card_usage_snippet_restores_exact_weights(tmp_path, monkeypatch):
@@ -200,3 +226,20 @@ def test_card_templates_are_package_data():
     with open(package.parent / "pyproject.toml", "rb") as f:
         data = tomllib.load(f)["tool"]["setuptools"]["package-data"]["hf_srdistill"]
     assert "hub/model_cards/*.j2" in data
+
+
+@pytest.mark.parametrize("distill, says", [
+    ({"objective": "dm"}, "**Distribution matching**"),
+    ({"objective": "tm", "image_size": 48}, "**Trajectory matching**"),
+    ({"grouping": "global", "num_images": 2}, "matched against real patches of the whole data"),
+])
+def test_dataset_card_describes_the_objective_it_was_made_with(tmp_path, distill, says):
+    from hf_srdistill import config as C
+    from hf_srdistill.distill.export import write_image_set
+
+    cfg = C.DistillJobConfig(distill=C.DistillConfig(**{"ipc": 1, "image_size": 16, **distill}))
+    s = cfg.distill.image_size
+    images = torch.rand(2, 3, s, s, generator=torch.Generator().manual_seed(0))
+    folder = write_image_set(tmp_path / "set", images, [0, 1], ["a", "b"], [0, 0], cfg, extra={"kind": "distilled"})
+    text = (folder / "README.md").read_text()  # the card written with the set
+    assert says in text and ("Gradient matching" in text) == (distill.get("objective", "gm") == "gm")
