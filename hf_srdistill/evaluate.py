@@ -7,8 +7,10 @@ Y channel with crop_border = scale, LPIPS (AlexNet) on RGB when its weights are 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -90,22 +92,98 @@ def format_table(results: dict, title: str = "") -> str:
     return "\n".join(line for line in lines if line) + "\n"
 
 
-def comparison_grid(upscalers: dict[str, Upscaler], hr: np.ndarray, scale: int, crop: int = 96) -> Image.Image:
-    """One row: HR crop, then bicubic and each model's SR of the same crop, side by side."""
+@dataclass
+class ComparisonGrid:
+    """One row of same-position crops (HR, bicubic, each method), each labelled underneath.
+
+    ``names[i]`` is tile i's method name ("HR", "bicubic", then the upscalers' keys, in full),
+    ``scores[i]`` its (PSNR, SSIM) against the HR crop (Y channel, border = scale; None for HR
+    and for a method with no model), ``labels[i]`` the text drawn under it. ``tiles`` is the
+    unlabelled row, ``image`` the labelled one: the tiles pixel for pixel on top of a white
+    band of ``band`` rows.
+    """
+
+    tiles: np.ndarray
+    tile: int
+    names: list[str]
+    scores: list[tuple[float, float] | None]
+    labels: list[str]
+    band: int
+    font_px: int
+
+    def figure(self):
+        from hf_srdistill.figures import labelled_row_figure
+
+        return labelled_row_figure(self.tiles, self.tile, self.labels, self.font_px, self.band)[0]
+
+    @property
+    def image(self) -> Image.Image:
+        from hf_srdistill.figures import render
+
+        return Image.fromarray(render(self.figure()))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.tiles.shape[1], self.tiles.shape[0] + self.band
+
+    def pnginfo(self):
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text("tile", str(self.tile))
+        info.add_text("label_band", str(self.band))
+        info.add_itxt("labels", json.dumps(self.labels, ensure_ascii=False))
+        return info
+
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """``path`` (PNG, with tile / label_band / labels as text chunks) and the same figure as PDF
+        next to it (vector text)."""
+        from hf_srdistill.figures import render, save_pdf
+
+        path = Path(path)
+        fig = self.figure()
+        save_png(Image.fromarray(render(fig)), path, pnginfo=self.pnginfo())
+        return path, save_pdf(fig, path.with_suffix(".pdf"))
+
+
+def crop_scores(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[float, float]:
+    """PSNR and SSIM of one crop: Y channel, border = scale (the evaluation's protocol)."""
+    return (psnr(sr, hr, crop_border=scale, test_y_channel=True),
+            ssim(sr, hr, crop_border=scale, test_y_channel=True))
+
+
+def comparison_grid(upscalers: dict[str, Upscaler | None], hr: np.ndarray, scale: int, crop: int = 96) -> ComparisonGrid:
+    """One row: HR crop, then bicubic and each model's SR of the same crop, side by side, each
+    tile labelled with its full name and that crop's PSNR/SSIM. An upscaler given as None is a
+    grey tile labelled "no model"."""
+    from hf_srdistill.figures import fits_width, font_px_for, text_height, tile_label, PAD
+
     hr = mod_crop(hr, scale)
     h, w = hr.shape[:2]
     crop = min(crop, h, w) // scale * scale
     top, left = (h - crop) // 2 // scale * scale, (w - crop) // 2 // scale * scale
     lr = make_lr(hr, scale)
-    tiles = [hr[top:top + crop, left:left + crop]]
-    for up in [bicubic_upscaler(scale), *upscalers.values()]:
-        sr = to_uint8(up(lr)[0].clamp(0, 1))
-        tiles.append(sr[top:top + crop, left:left + crop])
-    return Image.fromarray(np.concatenate(tiles, axis=1))
+    hr_tile = hr[top:top + crop, left:left + crop]
+    font_px = font_px_for(crop)
+    fits = fits_width(crop - 2 * PAD, font_px)
+    tiles, names, scores, labels = [hr_tile], ["HR"], [None], [tile_label("HR", fits=fits)]
+    for name, up in {"bicubic": bicubic_upscaler(scale), **upscalers}.items():
+        if up is None:
+            tiles.append(np.full_like(hr_tile, 128))
+            scores.append(None)
+            labels.append(tile_label(name, fits=fits) + "\n" + tile_label("no model", fits=fits))
+        else:
+            sr = to_uint8(up(lr)[0].clamp(0, 1))[top:top + crop, left:left + crop]
+            tiles.append(sr)
+            scores.append(crop_scores(sr, hr_tile, scale))
+            labels.append(tile_label(name, *scores[-1], fits=fits))
+        names.append(name)
+    band = text_height(max(label.count("\n") + 1 for label in labels), font_px)
+    return ComparisonGrid(np.concatenate(tiles, axis=1), crop, names, scores, labels, band, font_px)
 
 
 def evaluate(cfg: EvalJobConfig) -> dict:
-    """Evaluate one saved model (folder or Hub id); writes table.md, results.json, grid.png."""
+    """Evaluate one saved model (folder or Hub id); writes table.md, results.json, grid.png/.pdf."""
     from hf_srdistill.models import load_model
     from hf_srdistill.provenance import collect_provenance, write_provenance
 
@@ -118,7 +196,7 @@ def evaluate(cfg: EvalJobConfig) -> dict:
     write_results(Path(ec.output_dir), results, scale, title=f"x{scale}")
     if ec.grid:
         hr = load_test_set(ec.test_sets[0], root=ec.test_root)[0][1]
-        save_png(comparison_grid(up, hr, scale), Path(ec.output_dir) / "grid.png")
+        comparison_grid(up, hr, scale).save(Path(ec.output_dir) / "grid.png")
     write_provenance(Path(ec.output_dir), collect_provenance(cfg, wall_time_s=time.time() - t0))
     if Path(cfg.model_path).is_dir():  # the model card is refreshed from these numbers
         from hf_srdistill.hub.cards import write_model_card
@@ -140,8 +218,8 @@ def write_results(out: Path, results: dict, scale: int, title: str = "") -> str:
     return table
 
 
-def save_png(image: Image.Image, path: Path) -> None:
+def save_png(image: Image.Image, path: Path, pnginfo=None) -> None:
     from hf_srdistill.io import atomic_path
 
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+        image.save(tmp, format="PNG", pnginfo=pnginfo)

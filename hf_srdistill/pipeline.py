@@ -75,7 +75,7 @@ def _is_complete_set(folder: str) -> bool:
 
 
 def run_main(cfg: MainJobConfig) -> dict:
-    from hf_srdistill.evaluate import evaluate_many, model_upscaler, save_png, comparison_grid, write_results
+    from hf_srdistill.evaluate import evaluate_many, model_upscaler, comparison_grid, write_results
     from hf_srdistill.data import load_test_set
     from hf_srdistill.models import load_model
     from hf_srdistill.train import train_sr
@@ -107,7 +107,7 @@ def run_main(cfg: MainJobConfig) -> dict:
     write_json(out / "results_per_seed.json", {str(k): v for k, v in per_seed.items()})
     if cfg.eval.grid:
         hr = load_test_set(cfg.eval.test_sets[0], root=cfg.eval.test_root)[0][1]
-        save_png(comparison_grid(upscalers, hr, cfg.model.scale), out / "grid.png")
+        comparison_grid(upscalers, hr, cfg.model.scale).save(out / "grid.png")  # and grid.pdf
     write_json(out / "sets.json", sets)
     write_provenance(out, collect_provenance(cfg, wall_time_s=time.time() - t0))
     return results

@@ -9,7 +9,10 @@ every scale and seed with the same recipe, evaluates them on the test sets, and 
     tables.md / tables.csv   PSNR↑ SSIM↑ LPIPS↓ per test set, one table per (scale, judge),
                              baseline rows then synthetic rows, mean ± std over seeds
     evolution.png            rows = distillation experiments, columns = iterations
-    qualitative_x<s>.png     one crop: HR, bicubic, and SR by each set's model (rows = judges)
+    qualitative_x<s>.png     one crop: HR, bicubic, and SR by each set's model (rows = judges),
+                             each tile labelled with its set's full name and that crop's PSNR/SSIM
+    psnr_vs_ipc.png / .pdf   PSNR-Y against IPC per method family, one line per judge and scale
+                             (only when the sets come at several IPCs)
     results.json             every measurement (one record per run and test set)
 
 Each unit of work (a set, a trained-and-evaluated judge) is finished when its folder holds
@@ -32,7 +35,8 @@ from pathlib import Path
 from hf_srdistill.config import DistillJobConfig, EvalConfig, ModelConfig, TrainConfig, TrainJobConfig
 from hf_srdistill.configio import ConfigError, load_config
 from hf_srdistill.io import read_json, write_json
-from hf_srdistill.study_report import (compose_evolution, qualitative_figure, save_figure, write_tables)
+from hf_srdistill.study_report import (compose_evolution, plot_psnr_vs_ipc, qualitative_figure, save_figure,
+                                       write_tables)
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +348,7 @@ def run_study(suite: SuiteConfig, suite_dir: Path) -> dict:
     result = {"suite": suite.name, "records": records, "skipped": skipped, "sets": folders}
     write_json(out / "results.json", result)
     write_tables(out, records, skipped, title=f"reproduce-study --suite {suite.name}")
+    plot_psnr_vs_ipc(records, out, ipcs={p.key: p.job.distill.ipc for p in plans if p.job is not None})
     evolution = compose_evolution([(p.key, Path(folders[p.key]) / "evolution.png") for p in plans
                                    if p.kind == "distilled" and p.source is None and p.key in folders])
     if evolution is not None:

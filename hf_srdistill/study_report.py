@@ -1,4 +1,5 @@
-"""The study's outputs from its measurements: tables (markdown + CSV) and the two figures.
+"""The study's outputs from its measurements: tables (markdown + CSV) and the figures
+(evolution, qualitative crops, PSNR against IPC).
 
 A measurement is one record ``{set, group, judge, scale, seed, test_set, psnr, ssim, lpips}``
 (``lpips`` None when AlexNet weights are absent). Tables follow the study's layout: one per
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from hf_srdistill.io import atomic_path, write_text
 
@@ -123,10 +126,14 @@ def write_tables(out: str | Path, records: list[dict], skipped: dict[str, str] |
 
 # ---- figures ------------------------------------------------------------------------------
 
+LABEL_PX = 11  # font size of the experiment / judge names
+
+
 def _label(text: str, width: int, height: int = 14) -> np.ndarray:
-    strip = Image.new("RGB", (width, height), "white")
-    ImageDraw.Draw(strip).text((2, 1), text, fill="black")
-    return np.asarray(strip)
+    """A white strip of ``width`` with ``text`` in full (wrapped, the strip grows to fit)."""
+    from hf_srdistill.figures import text_strip
+
+    return text_strip(text, width, height, font_px=LABEL_PX)
 
 
 def _pad_width(img: np.ndarray, width: int) -> np.ndarray:
@@ -134,6 +141,13 @@ def _pad_width(img: np.ndarray, width: int) -> np.ndarray:
         return img
     pad = np.full((img.shape[0], width - img.shape[1], 3), 255, dtype=np.uint8)
     return np.concatenate([img, pad], axis=1)
+
+
+def _pad_height(img: np.ndarray, height: int) -> np.ndarray:
+    if img.shape[0] == height:
+        return img
+    pad = np.full((height - img.shape[0], img.shape[1], 3), 255, dtype=np.uint8)
+    return np.concatenate([img, pad], axis=0)
 
 
 def compose_evolution(items: list[tuple[str, Path]]) -> np.ndarray | None:
@@ -146,7 +160,7 @@ def compose_evolution(items: list[tuple[str, Path]]) -> np.ndarray | None:
     if not blocks:
         return None
     width = max(img.shape[1] for _, img in blocks)
-    parts = [p for name, img in blocks for p in (_label(name, width), _pad_width(img, width))]
+    parts = [p for name, img in blocks for p in (_label(name, width, 16), _pad_width(img, width))]
     return np.concatenate(parts, axis=0)
 
 
@@ -154,29 +168,28 @@ def qualitative_figure(rows: dict[str, dict[str, Path]], hr: np.ndarray, scale: 
                        device: str = "cpu") -> np.ndarray:
     """Rows = judges; columns = HR, bicubic, then the model trained on each set (same crop).
 
-    ``rows[judge][set] = model folder``; a missing model is a grey tile.
+    ``rows[judge][set] = model folder``. Every tile is labelled underneath with its set's full
+    name and that crop's PSNR/SSIM (a missing model is a grey tile labelled "no model"); the
+    judge's name, in full, is in the left margin.
     """
-    import torch
-
     from hf_srdistill.evaluate import comparison_grid, model_upscaler
+    from hf_srdistill.figures import PAD, text_width
     from hf_srdistill.models import load_model
-
-    def grey(lr: torch.Tensor) -> torch.Tensor:
-        return torch.full((1, 3, lr.shape[-2] * scale, lr.shape[-1] * scale), 0.5)
 
     sets = list(dict.fromkeys(s for per in rows.values() for s in per))
     lines = []
     for judge, per in rows.items():
         ups = {s: (model_upscaler(load_model(per[s]), device) if (Path(per.get(s, "")) / "model.safetensors").is_file()
-                   else grey) for s in sets}
-        lines.append(np.asarray(comparison_grid(ups, hr, scale, crop)))
-    tile = lines[0].shape[1] // (len(sets) + 2)
-    names = ["HR", "bicubic", *sets]
-    chars = max(4, tile // 6)
-    header = np.concatenate([_label(n[:chars], tile, 14) for n in names], axis=1)
-    margin = 60
-    body = [np.concatenate([_label("", margin), _pad_width(header, lines[0].shape[1])], axis=1)]
-    body += [np.concatenate([_label(judge, margin, line.shape[0]), line], axis=1) for judge, line in zip(rows, lines)]
+                   else None) for s in sets}
+        lines.append(np.asarray(comparison_grid(ups, hr, scale, crop).image))
+    widest = max((text_width(j, LABEL_PX) for j in rows), default=0)
+    margin = int(min(160, max(40, widest + 2 * PAD + 2)))  # longer names wrap inside 160 px
+    width = max(line.shape[1] for line in lines)
+    body = []
+    for judge, line in zip(rows, lines):
+        side = _label(judge, margin, line.shape[0])
+        height = max(side.shape[0], line.shape[0])
+        body.append(np.concatenate([_pad_height(side, height), _pad_height(_pad_width(line, width), height)], axis=1))
     return np.concatenate(body, axis=0)
 
 
@@ -186,3 +199,141 @@ def save_figure(img: np.ndarray, path: str | Path) -> Path:
         Image.fromarray(img).save(tmp, format="PNG")
     return path
 
+
+# ---- PSNR against IPC ---------------------------------------------------------------------
+
+_IPC = re.compile(r"_ipc(\d+)")
+_SIZE = re.compile(r"_(\d+)px(?=_|$)")
+_AT_SCALE = re.compile(r"_at_x\d+$")
+
+
+def family_of(name: str, ipc: int | None = None) -> tuple[str, int | None, int | None]:
+    """``(method family, ipc, image size)`` of a set named as the study names them.
+
+    ``pixel_noise_ipc10`` -> ("pixel_noise", 10, None); ``random_ipc1_96px`` -> ("random", 1, 96);
+    ``pixel_downscaled_ipc1_at_x4`` -> ("pixel_downscaled", 1, None). ``ipc`` (the set's config)
+    wins over the name; a name without ``_ipc<k>`` is its own family.
+    """
+    m = _IPC.search(name)
+    family = _IPC.sub("", name, count=1) if m else name
+    size = _SIZE.search(family)
+    if size:
+        family = _SIZE.sub("", family, count=1)
+    family = _AT_SCALE.sub("", family) or name
+    return family, (ipc if ipc is not None else int(m.group(1)) if m else None), (int(size.group(1)) if size else None)
+
+
+def psnr_ipc_series(records: list[dict], ipcs: dict[str, int] | None = None) -> dict:
+    """The numbers of ``psnr_vs_ipc``: mean PSNR-Y over seeds per (test set, family, judge, scale).
+
+    Returns ``{"ipcs": sorted IPCs, "test_sets": [...], "families": [...], "series": {(test_set,
+    family, judge, scale): [(ipc, mean, std), ...] by ipc}, "full": {(test_set, judge, scale): mean},
+    "bicubic": {(test_set, scale): mean}}``. A family whose sets come at several image sizes is
+    split into ``<family> <size>px`` lines. Sets with no IPC (full data) are reference lines.
+    """
+    ipcs = ipcs or {}
+    rows = aggregate(records)
+    info = {r["set"]: family_of(r["set"], ipcs.get(r["set"])) for r in rows}
+    sizes: dict[str, set] = {}
+    for fam, ipc, size in info.values():
+        if ipc is not None:
+            sizes.setdefault(fam, set()).add(size)
+    series: dict[tuple, list] = {}
+    full: dict[tuple, float] = {}
+    bicubic: dict[tuple, float] = {}
+    families: list[str] = []
+    for r in rows:
+        if r["psnr_mean"] is None:
+            continue
+        fam, ipc, size = info[r["set"]]
+        if r["set"] == "bicubic":
+            bicubic[(r["test_set"], r["scale"])] = r["psnr_mean"]
+        elif ipc is None:
+            if r["set"] == "full":
+                full[(r["test_set"], r["judge"], r["scale"])] = r["psnr_mean"]
+        else:
+            label = f"{fam} {size}px" if len(sizes[fam]) > 1 and size is not None else fam
+            if label not in families:
+                families.append(label)
+            series.setdefault((r["test_set"], label, r["judge"], r["scale"]), []).append(
+                (ipc, r["psnr_mean"], r["psnr_std"]))
+    for points in series.values():
+        points.sort(key=lambda p: p[0])
+    return {"ipcs": sorted({p[0] for pts in series.values() for p in pts}),
+            "test_sets": list(dict.fromkeys(k[0] for k in series)), "families": families,
+            "series": series, "full": full, "bicubic": bicubic}
+
+
+def plot_psnr_vs_ipc(records: list[dict], out: str | Path, ipcs: dict[str, int] | None = None,
+                     stem: str = "psnr_vs_ipc") -> dict | None:
+    """``<stem>.png`` and ``<stem>.pdf`` in ``out`` when the sets come at several IPCs (else None).
+
+    One panel per (test set, method family): PSNR-Y (mean over seeds, ± sample std as error
+    bars) against IPC (log axis), one line per judge and scale (colour = judge, line style =
+    scale); the full-data judge (dotted, judge's colour) and bicubic (grey) are horizontal
+    references. Returns the series drawn (``psnr_ipc_series``), the panel titles and the paths.
+    """
+    data = psnr_ipc_series(records, ipcs)
+    if len(data["ipcs"]) < 2:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from hf_srdistill.figures import fits_width, wrap_text
+
+    tests, families = data["test_sets"], data["families"]
+    judges = list(dict.fromkeys(k[2] for k in data["series"]))
+    scales = sorted({k[3] for k in data["series"]})
+    colours = {j: f"C{i % 10}" for i, j in enumerate(judges)}
+    styles = {s: ("-", "--", "-.", ":")[i % 4] for i, s in enumerate(scales)}
+    ncols = min(4, len(families))
+    nrows = len(tests) * math.ceil(len(families) / ncols)
+    legend_rows = math.ceil((len(judges) * len(scales) + 2) / 4)
+    legend_in = 0.1 + 0.2 * legend_rows
+    fig = Figure(figsize=(3.2 * ncols, 2.7 * nrows + legend_in), dpi=100)
+    FigureCanvasAgg(fig)
+    titles = []
+    fits = fits_width(0.7 * 3.2 * 100, 9 * 100 / 72)  # a 9-pt title line fits over its axes
+    for t_i, test in enumerate(tests):
+        for f_i, family in enumerate(families):
+            ax = fig.add_subplot(nrows, ncols, t_i * math.ceil(len(families) / ncols) * ncols + f_i + 1)
+            for judge in judges:
+                for scale in scales:
+                    points = data["series"].get((test, family, judge, scale))
+                    if not points:
+                        continue
+                    x, y = [p[0] for p in points], [p[1] for p in points]
+                    err = [p[2] if p[2] is not None else 0.0 for p in points]
+                    ax.errorbar(x, y, yerr=err if any(err) else None, color=colours[judge], ls=styles[scale],
+                                marker="o", ms=4, lw=1.3, capsize=2)
+                    if (test, judge, scale) in data["full"]:
+                        ax.axhline(data["full"][(test, judge, scale)], color=colours[judge], ls=":", lw=0.9, alpha=0.8)
+            for scale in scales:
+                if (test, scale) in data["bicubic"]:
+                    ax.axhline(data["bicubic"][(test, scale)], color="0.5", ls=styles[scale], lw=0.8)
+            ax.set_xscale("log")
+            ax.set_xticks(data["ipcs"])
+            ax.set_xticklabels([str(i) for i in data["ipcs"]])
+            ax.minorticks_off()
+            ax.set_xlim(min(data["ipcs"]) / 1.4, max(data["ipcs"]) * 1.4)
+            title = "\n".join(wrap_text(family if len(tests) == 1 else f"{family} ({test})", fits))
+            titles.append(title)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("images per class (IPC)", fontsize=8)
+            ax.set_ylabel("PSNR-Y (dB)", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(True, alpha=0.3)
+    handles = [Line2D([], [], color=colours[j], ls=styles[s], marker="o", label=f"{j} x{s}")
+               for j in judges for s in scales]
+    handles += [Line2D([], [], color="k", ls=":", lw=0.9, label="full data (judge's colour)"),
+                Line2D([], [], color="0.5", lw=0.8, label="bicubic")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, legend_in / (2.7 * nrows + legend_in), 1, 1))
+    out = Path(out)
+    paths = {}
+    for ext in ("png", "pdf"):
+        paths[ext] = out / f"{stem}.{ext}"
+        with atomic_path(paths[ext]) as tmp:
+            fig.savefig(str(tmp), format=ext)
+    return {**data, "titles": titles, **paths}

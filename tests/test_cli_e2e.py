@@ -36,8 +36,12 @@ def test_main_job_writes_table_grid_sets_and_models(tmp_path):
     table = (out / "table.md").read_text()
     assert all(f"| {row} |" in table for row in rows) and "| bicubic |" in proc.stdout
 
-    with Image.open(out / "grid.png") as grid:
-        assert grid.height > 0 and grid.width == 6 * grid.height  # HR, bicubic, 4 models
+    with Image.open(out / "grid.png") as grid:  # HR, bicubic, 4 models: square tiles over a label band
+        band, labels = int(grid.text["label_band"]), json.loads(grid.text["labels"])
+        assert band > 0 and grid.width == 6 * (grid.height - band) == 6 * int(grid.text["tile"])
+    assert labels[0] == "HR" and labels[1].startswith("bicubic\n")
+    assert all(label.replace("\n", " ").startswith(row) and "PSNR" in label for row, label in zip(rows, labels[1:]))
+    assert (out / "grid.pdf").read_bytes().startswith(b"%PDF")
     distilled = load_dataset(str(out / "sets" / "distilled"), split="train")
     assert distilled.num_rows == 2 and distilled[0]["hr"].size == (48, 48)
     assert all((out / "models" / "distilled" / f"seed{k}" / "model.safetensors").is_file() for k in (0, 1))

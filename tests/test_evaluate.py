@@ -47,8 +47,47 @@ def test_oracle_beats_bicubic_and_table_lists_every_method(tmp_path, photos):
     table = write_results(tmp_path, results, 2, title="x2")
     assert "| bicubic |" in table and "| oracle |" in table and "absent" in table
     assert json.loads((tmp_path / "results.json").read_text())["scale"] == 2
-    grid = comparison_grid({"oracle": oracle}, photos[0][1], 2, crop=40)
-    assert grid.size == (40 * 3, 40)  # HR | bicubic | oracle
+    grid = comparison_grid({"oracle": oracle}, photos[1][1], 2, crop=40)  # both photos share a shape: the oracle knows [1]
+    assert grid.size == (40 * 3, 40 + grid.band) and grid.band > 0  # HR | bicubic | oracle, labels under
+    assert grid.scores[2] == (float("inf"), pytest.approx(1.0)) and "PSNR ∞ dB" in grid.labels[2].replace("\n", " ")
+
+
+def test_grid_labels_every_tile_with_its_full_name_and_crop_scores(tmp_path, photos):
+    from PIL import Image
+
+    from hf_srdistill.evaluate import crop_scores
+
+    long_name = "srcnn on pixel_pretrained_ref_ipc1_at_x4"
+    ups = {"srcnn on distilled": bicubic_upscaler(2), long_name: bicubic_upscaler(2), "edsr on full": None}
+    grid = comparison_grid(ups, photos[0][1], 2, crop=96)
+    assert grid.names == ["HR", "bicubic", "srcnn on distilled", long_name, "edsr on full"]
+    assert grid.labels[0] == "HR" and grid.scores[0] is None
+    # bicubic's numbers are the project's metrics (Y, border = scale) on exactly the drawn crop
+    hr_tile, bic_tile = grid.tiles[:, :96], grid.tiles[:, 96:192]
+    p, s = crop_scores(bic_tile, hr_tile, 2)
+    assert grid.scores[1] == (p, s) and p == psnr(bic_tile, hr_tile, crop_border=2, test_y_channel=True)
+    assert grid.labels[1].startswith("bicubic\n") and f"PSNR {p:.2f} dB" in grid.labels[1] and f"SSIM {s:.4f}" in grid.labels[1]
+    # the long name is wrapped, not cut: its lines (before the two metric lines) give it back in full
+    lines = grid.labels[3].split("\n")
+    assert len(lines) > 3 and "".join(lines[:-2]).replace(" ", "") == long_name.replace(" ", "")
+    assert grid.labels[4] == "edsr on full\nno model" and (grid.tiles[:, 4 * 96:] == 128).all()
+
+    img = np.asarray(grid.image)
+    assert img.shape == (96 + grid.band, 5 * 96, 3)
+    assert np.array_equal(img[:96], grid.tiles)  # the crops are untouched; text only in the band
+    import dataclasses
+
+    blank = np.asarray(dataclasses.replace(grid, labels=[""] * 5).image)
+    assert np.array_equal(blank[:96], img[:96]) and (blank[96:] == 255).all()
+    for i in range(5):  # the labelled band differs from the unlabelled one under every tile
+        assert (img[96:, 96 * i:96 * (i + 1)] != blank[96:, 96 * i:96 * (i + 1)]).any()
+
+    png, pdf = grid.save(tmp_path / "grid.png")
+    assert pdf == tmp_path / "grid.pdf" and pdf.read_bytes().startswith(b"%PDF") and b"/Subtype /Image" in pdf.read_bytes()
+    with Image.open(png) as saved:
+        assert saved.size == grid.size and np.array_equal(np.asarray(saved.convert("RGB")), img)
+        assert int(saved.text["label_band"]) == grid.band and int(saved.text["tile"]) == 96
+        assert json.loads(saved.text["labels"]) == grid.labels
 
 
 def test_unknown_test_set_is_a_clear_error():

@@ -133,6 +133,7 @@ def test_resume_skips_finished_runs(tiny_suite, monkeypatch):
     assert {r["set"] for r in rows} >= {"bicubic", "full", "down1_at_x4"}
     assert all(r["psnr_mean"] == pytest.approx(30.5) for r in rows if r["set"] != "bicubic")
     assert Image.open(out / "qualitative_x4.png").size[0] > 0 and "latent1" in (out / "tables.md").read_text()
+    assert not (out / "psnr_vs_ipc.png").exists()  # every set here is IPC 1: no curve to draw
 
     calls.update(set=[], run=[], reference=0)
     study.run_study(suite, tiny_suite.parent)
