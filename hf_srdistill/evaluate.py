@@ -67,8 +67,6 @@ def evaluate_many(upscalers: dict[str, Upscaler], test_sets: list[str], scale: i
                   test_root: str | None = None, use_lpips: bool = True) -> dict:
     """results[method][test_set] = {psnr, ssim, lpips}; bicubic is always the first row."""
     lpips_metric = LPIPSMetric() if use_lpips else None
-    if lpips_metric is not None and not lpips_metric.available:
-        logger.warning("LPIPS reported as absent: %s", lpips_metric.missing_reason)
     data = {name: load_test_set(name, root=test_root) for name in test_sets}
     rows = {"bicubic": bicubic_upscaler(scale), **upscalers}
     return {method: {name: evaluate_upscaler(up, images, scale, lpips_metric)

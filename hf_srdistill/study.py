@@ -285,8 +285,6 @@ def run_study(suite: SuiteConfig, suite_dir: Path) -> dict:
     store = SubImageStore.build(data)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lpips_metric = LPIPSMetric(device=device) if suite.eval.lpips else None
-    if lpips_metric is not None and not lpips_metric.available:
-        log.warning("LPIPS reported as absent: %s", lpips_metric.missing_reason)
 
     reference = None
     if any(p.pretrained_reference for p in plans) or any(p.kind == "coreset" for p in plans):

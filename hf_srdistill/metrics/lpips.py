@@ -37,6 +37,9 @@ def alexnet_checkpoint_path() -> Path:
 
 
 
+_WARNED: set[str] = set()
+
+
 class LPIPSMetric:
     """``metric(img, img2)`` -> LPIPS distance (lower is better) or ``None`` when unavailable.
 
@@ -53,7 +56,9 @@ class LPIPSMetric:
             self.net = self._build(verify_hash)
         except (FileNotFoundError, ValueError, RuntimeError, KeyError, ImportError) as e:
             self.missing_reason = str(e)
-            logger.warning("LPIPS unavailable: %s", e)
+            if self.missing_reason not in _WARNED:  # once per process, however many metrics are built
+                _WARNED.add(self.missing_reason)
+                logger.warning("LPIPS reported as absent: %s", e)
 
     @property
     def available(self) -> bool:

@@ -89,3 +89,16 @@ def test_present_weights_load_from_cache(random_alexnet, monkeypatch, no_network
         expected = reference(to_t(sr), to_t(hr), normalize=True).item()
     assert value == pytest.approx(expected, rel=1e-5)
     assert metric(sr, hr, crop_border=4) != value
+
+
+def test_absent_weights_are_reported_once_per_process(tmp_path, monkeypatch, no_network, caplog) -> None:
+    import logging
+
+    import hf_srdistill.metrics.lpips as lp
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(lp, "_WARNED", set())
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):  # e.g. the main job evaluates once per judge seed
+            assert not LPIPSMetric().available
+    assert [r.getMessage().startswith("LPIPS reported as absent") for r in caplog.records] == [True]
