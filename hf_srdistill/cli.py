@@ -45,8 +45,10 @@ HUB_COMMANDS = ("push-dataset", "push-model", "reproduce")
 # commands with their own argument parsing: command -> "module:main(argv)"
 ARGV_COMMANDS = {"upscale": "hf_srdistill.upscale:main",
                  **{name: "hf_srdistill.hub.cli:main" for name in HUB_COMMANDS},
-                 "reproduce-study": "hf_srdistill.study:main", "cache": "hf_srdistill.data.cache:main"}
-ARGV_HELP = {"upscale": "super-resolve an image file or folder with a saved model (file/folder -> PNGs)"}
+                 "reproduce-study": "hf_srdistill.study:main", "cache": "hf_srdistill.data.cache:main",
+                 "plan": "hf_srdistill.plan:main"}
+ARGV_HELP = {"upscale": "super-resolve an image file or folder with a saved model (file/folder -> PNGs)",
+             "plan": "time a distill/main config on this machine; project wall time, memory, disk (plan.json)"}
 VERBOSITY = {"-v": logging.DEBUG, "--verbose": logging.DEBUG, "-q": logging.WARNING, "--quiet": logging.WARNING}
 
 
