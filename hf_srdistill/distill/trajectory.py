@@ -35,6 +35,7 @@ from hf_srdistill.accel import make_accelerator, seed_for
 from hf_srdistill.config import DistillJobConfig, ModelConfig, TrainConfig, TrainJobConfig
 from hf_srdistill.configio import ConfigError, to_dict
 from hf_srdistill.data import imresize
+from hf_srdistill.data.patches import augment_pair
 from hf_srdistill.history import HISTORY, History, accelerator_kwargs, end_tracking, log_row, start_tracking
 from hf_srdistill.io import atomic_path, write_json
 
@@ -121,13 +122,7 @@ def student_crops(images: torch.Tensor, lr_images: torch.Tensor, scale: int, bat
         p = patch // scale
         lr = lr_images[i, :, y:y + p, x:x + p]
         hr = images[i, :, y * scale:y * scale + patch, x * scale:x * scale + patch]
-        flips = torch.randint(0, 2, (3,), generator=gen).tolist()
-        if flips[0]:
-            lr, hr = lr.flip(-1), hr.flip(-1)
-        if flips[1]:
-            lr, hr = lr.flip(-2), hr.flip(-2)
-        if flips[2]:
-            lr, hr = lr.transpose(-2, -1), hr.transpose(-2, -1)
+        lr, hr = augment_pair(lr, hr, *map(bool, torch.randint(0, 2, (3,), generator=gen).tolist()))
         lrs.append(lr)
         hrs.append(hr)
     return torch.stack(lrs), torch.stack(hrs)
