@@ -77,7 +77,8 @@ CURVE_VERSION = 1
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--distill-config", default=str(DEFAULT_CONFIG), help="DistillJobConfig YAML of the 'distilled' row")
+    p.add_argument("--distill-config", default=str(DEFAULT_CONFIG), help="DistillJobConfig YAML of the first distilled row")
+    p.add_argument("--distill-name", default="distilled", help="row name of --distill-config (e.g. tm)")
     p.add_argument("--extra", action="append", default=[], metavar="NAME=CONFIG", help="another distilled row")
     p.add_argument("--extra-override", action="append", default=[], metavar="NAME:KEY=VALUE",
                    help="dotted override for one --extra row only, e.g. dc100:distill.iterations=100")
@@ -123,6 +124,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     "edsr_features", "max_test_images", "val_crops"):
             setattr(args, key, QUICK[key])
         args.coreset_scorer_iterations = QUICK["scorer_iterations"]
+    if args.distill_name in (*BASELINES, ORACLE):
+        p.error(f"--distill-name {args.distill_name!r} is a baseline row's name")
     if args.eval_every is None:
         args.eval_every = max(1, args.iterations // 20)
     if min(args.eval_every, args.val_crops, args.val_size) < 1:
@@ -142,7 +145,7 @@ def judge_models(args) -> list[ModelConfig]:
 
 def distill_jobs(args) -> dict[str, DistillJobConfig]:
     overrides = [o if o.startswith("--") else f"--{o}" for o in args.distill_override]
-    jobs = {"distilled": load_config(DistillJobConfig, args.distill_config, overrides)}
+    jobs = {args.distill_name: load_config(DistillJobConfig, args.distill_config, overrides)}
     own: dict[str, list[str]] = {}
     for item in args.extra_override:
         name, _, override = item.partition(":")
@@ -154,10 +157,10 @@ def distill_jobs(args) -> dict[str, DistillJobConfig]:
         jobs[name] = load_config(DistillJobConfig, path, overrides + own.pop(name, []))
     if own:
         raise SystemExit(f"--extra-override for unknown rows: {sorted(own)}")
-    first = jobs["distilled"]
+    first = jobs[args.distill_name]
     for name, job in jobs.items():  # an honest comparison: one data source, one budget
         if job.data != first.data or set_budget(job) != set_budget(first):
-            raise SystemExit(f"{name}: data or budget (images, image_size) differs from the 'distilled' row; "
+            raise SystemExit(f"{name}: data or budget (images, image_size) differs from the first distilled row; "
                              "compare sets of one budget")
     return jobs
 
@@ -195,7 +198,7 @@ def build_sets(args, jobs: dict[str, DistillJobConfig], out: Path, scale: int, s
         if not is_complete(folder):
             distill(job_for(job, folder))
         folders[name] = str(folder)
-    base = jobs["distilled"]
+    base = jobs[args.distill_name]
     for kind in args.sets:
         if kind == "full":
             folders[kind] = None
@@ -469,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"bench_quality: {err}", file=sys.stderr)
         return 2
-    val = validation_crops(jobs["distilled"].data, args.val_crops, args.val_size, args.val_seed)
+    val = validation_crops(jobs[args.distill_name].data, args.val_crops, args.val_size, args.val_seed)
     protocol = curve_protocol(args, val, tests)
     records, best_records = [], []
     curves: dict[tuple, dict[int, list[dict]]] = {}
@@ -490,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
                 for judge in judge_models(args):
                     run_dir = out / "runs" / name / f"{judge.name}_x{scale}_seed{seed}"
                     train = dataclasses.replace(recipe, train_set=folders[name], seed=seed, output_dir=str(run_dir))
-                    job = TrainJobConfig(data=jobs["distilled"].data, model=dataclasses.replace(judge, scale=scale),
+                    job = TrainJobConfig(data=jobs[args.distill_name].data, model=dataclasses.replace(judge, scale=scale),
                                          train=train)
                     final, best, curve = judge_run(run_dir, job, tests, val, protocol, args.eval_every,
                                                    lpips_metric, device,
@@ -504,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     hw = hardware()
     machine = (f"{hw.get('cpu_model')} x {hw.get('cpu_count')} logical CPUs; device {device}"
                f"{' (' + ', '.join(hw['cuda']) + ')' if hw['cuda'] else ''}; float32; torch {torch.__version__}")
-    d = jobs["distilled"].distill
+    d = jobs[args.distill_name].distill
     header = (f"machine: {machine}\nbudget: ipc {d.ipc}, {d.image_size} px per class; judges {', '.join(args.judges)} "
               f"trained {args.iterations} steps (batch {args.batch_size}, {args.patch_size} px, Adam {args.lr}, L1, "
               f"cosine); seeds {args.seeds}; test sets {args.test_sets}"

@@ -234,7 +234,9 @@ def test_seeded_samples_depend_only_on_index():
     a = train_mod.SeededSamples(Noisy(), seed=1, total=50)
     b = train_mod.SeededSamples(Noisy(), seed=1, total=50)
     torch.manual_seed(123)  # global state must not matter
+    state = torch.get_rng_state()
     assert [a[k] for k in (7, 3, 7)] == [b[k] for k in (7, 3, 7)]
+    assert torch.equal(torch.get_rng_state(), state)  # ... and is left as it was
     assert a[7] != train_mod.SeededSamples(Noisy(), seed=2, total=50)[7]
 
 
