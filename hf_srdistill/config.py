@@ -313,7 +313,10 @@ class DistillConfig:
     ipc: int = 1
     # synthetic HR side (192 in the published pixel experiments; 96 for the mini set).
     image_size: int = 96
-    init: Literal["noise", "downscaled", "real", "latent"] = "downscaled"
+    # set = the images of the set folder distill.init_set (e.g. a coreset), matched by class name.
+    init: Literal["noise", "downscaled", "real", "latent", "set"] = "downscaled"
+    # init=set: a local set folder (manifest-verified) with ipc images of image_size per class.
+    init_set: str | None = None
     # gm = gradient matching (Dataset Condensation); dm = distribution matching (feature
     # statistics under a fresh random reference net; no bi-level loop, much cheaper per step);
     # tm = trajectory matching against stored expert training runs (distill.tm; one process).
@@ -395,6 +398,9 @@ class DistillConfig:
         if self.max_change is not None and self.init == "latent":
             raise ValueError("distill.max_change bounds pixels, but init=latent optimises a generator's codes; "
                              "unset max_change")
+        if (self.init == "set") != (self.init_set is not None):
+            raise ValueError(f"distill.init=set and distill.init_set go together (init={self.init!r}, "
+                             f"init_set={self.init_set!r})")
         if self.reference_pool and self.reference_path:
             raise ValueError(f"distill.reference_pool={self.reference_pool} and distill.reference_path="
                              f"{self.reference_path} both name pretrained references; set only one of them")

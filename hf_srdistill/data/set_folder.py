@@ -116,3 +116,29 @@ def read_set_images(folder: str | Path, column: str = "hr") -> list[np.ndarray]:
         raise IncompleteSetError(f"{folder}: {len(images)} rows on disk, its manifest records "
                                  f"{manifest['num_rows']}")
     return images
+
+
+def read_labelled_set(folder: str | Path) -> dict[str, dict[int, np.ndarray]]:
+    """{class name: {ipc index: HWC uint8 image}} of a complete local set folder.
+
+    Class names come from the parquet's ClassLabel feature, so a set can seed another run
+    over the same photos even when the two list their classes in another order.
+    """
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    manifest = verify_set_folder(folder)
+    images = read_set_images(folder)
+    out: dict[str, dict[int, np.ndarray]] = {}
+    rows = 0
+    for name in sorted(n for n in manifest["files"] if n.endswith(".parquet")):
+        table = pq.read_table(folder / name)
+        meta = json.loads((table.schema.metadata or {}).get(b"huggingface", b"{}"))
+        names = meta.get("info", {}).get("features", {}).get("label", {}).get("names")
+        if names is None or not {"label", "ipc_index"} <= set(table.column_names):
+            raise ValueError(f"{folder / name}: not a labelled set (needs label names and label, "
+                             f"ipc_index columns)")
+        for label, j in zip(table.column("label").to_pylist(), table.column("ipc_index").to_pylist()):
+            out.setdefault(names[label], {})[int(j)] = images[rows]
+            rows += 1
+    return out

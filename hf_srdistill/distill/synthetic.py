@@ -12,6 +12,7 @@ start whether it is initialised alone, with all others, or on another process.
   images of a class differ (identical images would receive identical updates forever).
 - ``real``: random real S x S crops of the class's sub-images.
 - ``latent``: images decoded by a latent backend (see the latent-distillation issue).
+- ``set``: the images of another set folder (``init_set``), e.g. a coreset to refine.
 """
 
 from __future__ import annotations
@@ -70,6 +71,24 @@ def downscaled_images(photo: np.ndarray, ipc: int, size: int, generator: torch.G
     return torch.stack([resize_square(_to_chw(photo[y:y + s, x:x + s]), size) for y, x, s in windows])
 
 
+def set_images(cfg: DistillConfig, class_names: list[str]) -> Tensor:
+    """(len(class_names)*ipc,3,S,S): those classes' images in the set folder ``cfg.init_set``."""
+    from hf_srdistill.data.set_folder import read_labelled_set
+
+    rows = read_labelled_set(cfg.init_set)
+    out = []
+    for name in class_names:
+        found = rows.get(name, {})
+        if sorted(found) != list(range(cfg.ipc)):
+            raise ConfigError(f"distill.init_set {cfg.init_set}: class {name!r} has ipc indices "
+                              f"{sorted(found)}, this run needs 0..{cfg.ipc - 1}")
+        out += [_to_chw(found[j]) for j in range(cfg.ipc)]
+    if out[0].shape[-2:] != (cfg.image_size, cfg.image_size):
+        raise ConfigError(f"distill.init_set {cfg.init_set}: images are {out[0].shape[-1]}x{out[0].shape[-2]} "
+                          f"px, this run needs distill.image_size={cfg.image_size}")
+    return torch.stack(out)
+
+
 def init_class_images(cfg: DistillConfig, store, cls: int) -> Tensor:
     """(ipc,3,S,S) float32 in [0,1]: the starting images of class ``cls``."""
     gen = class_generator(cfg.seed, cls, INIT_STREAM)
@@ -80,6 +99,8 @@ def init_class_images(cfg: DistillConfig, store, cls: int) -> Tensor:
         return downscaled_images(store.source_image(cls), cfg.ipc, s, gen).clamp_(0, 1)
     if cfg.init == "real":
         return store.sample_patches(cls, cfg.ipc, s, gen).float()
+    if cfg.init == "set":
+        return set_images(cfg, [store.class_names[cls]])
     if cfg.init == "latent":
         # the loop builds latent sets itself (distill/latent_glue.py), from the pixel init
         # named by distill.latent.init_from; a latent init never reaches this function
@@ -92,4 +113,6 @@ def init_images(cfg: DistillConfig, store, classes: list[int]) -> Tensor:
     """(len(classes)*ipc,3,S,S): class-major, images of one class contiguous."""
     if not classes:
         return torch.zeros(0, 3, cfg.image_size, cfg.image_size)
+    if cfg.init == "set":  # one read of the folder for all classes
+        return set_images(cfg, [store.class_names[c] for c in classes])
     return torch.cat([init_class_images(cfg, store, c) for c in classes])

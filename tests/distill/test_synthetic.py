@@ -63,3 +63,32 @@ def test_latent_init_is_a_clear_error_until_a_backend_is_wired(store, tiny_job):
     cfg = dataclasses.replace(tiny_job().distill, init="latent")
     with pytest.raises(ConfigError, match="latent"):
         init_images(cfg, store, [0])
+
+
+def test_init_from_a_set_folder_matches_classes_by_name(store, tiny_job, tmp_path):
+    from hf_srdistill.distill import make_baseline_set
+
+    folder = tmp_path / "downscaled"
+    make_baseline_set("downscaled", tiny_job(output_dir=str(folder)))
+    cfg = tiny_job(init="set", init_set=str(folder)).distill
+    start = init_images(dataclasses.replace(cfg, init="downscaled", init_set=None), store, [0, 1, 2])
+    got = init_images(cfg, store, [2, 0])  # any subset, any order: rows follow the class names
+    assert got.shape == (4, 3, 32, 32)
+    want = torch.cat([start[4:6], start[0:2]])
+    assert torch.equal(got, (want * 255).round() / 255)  # the set stores uint8 pixels
+
+    with pytest.raises(ConfigError, match=r"class 'astronaut' has ipc indices \[0, 1\], this run needs 0..2"):
+        init_images(dataclasses.replace(cfg, ipc=3), store, [0])
+    with pytest.raises(ConfigError, match="images are 32x32 px, this run needs distill.image_size=16"):
+        init_images(dataclasses.replace(cfg, image_size=16), store, [0])
+
+
+def test_init_set_needs_its_folder_and_a_complete_set(tiny_job, store, tmp_path):
+    from hf_srdistill.data.set_folder import IncompleteSetError
+
+    with pytest.raises(ValueError, match="init=set and distill.init_set go together"):
+        tiny_job(init="set")
+    with pytest.raises(ValueError, match="init=set and distill.init_set go together"):
+        tiny_job(init_set=str(tmp_path))
+    with pytest.raises(IncompleteSetError, match="no manifest.json"):
+        init_images(tiny_job(init="set", init_set=str(tmp_path)).distill, store, [0])
