@@ -31,12 +31,13 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hf_srdistill.peak_memory import PeakMemory
 
 # source -> (photos, sub-images at BasicSR's 480/240/0, a typical photo W x H), train split
 KNOWN_SIZES = {"div2k": (800, 32592, (2040, 1536)), "photos": (16, 601, (2040, 1360))}
@@ -66,49 +67,6 @@ class PlanError(ValueError):
 
 
 # ---- measuring ---------------------------------------------------------------------------
-
-class PeakMemory:
-    """Peak memory during a block: CUDA allocator peak on a GPU, else process RSS sampled every 2 ms."""
-
-    def __init__(self, device: Any = "cpu", period: float = 0.002) -> None:
-        import torch
-
-        self.device, self.period = torch.device(device), period
-
-    def __enter__(self) -> "PeakMemory":
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
-        else:
-            import psutil
-
-            self.proc = psutil.Process()
-            self.base = self.peak = self.proc.memory_info().rss
-            self.stop = threading.Event()
-            self.thread = threading.Thread(target=self._watch, daemon=True)
-            self.thread.start()
-        return self
-
-    def _watch(self) -> None:
-        while not self.stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(self.period)
-
-    def __exit__(self, *exc) -> None:
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak = torch.cuda.max_memory_allocated(self.device)
-        else:
-            self.stop.set()
-            self.thread.join()
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-        self.delta = self.peak - self.base
-
 
 def _sync(device) -> None:
     import torch

@@ -40,16 +40,15 @@ import copy
 import os
 import platform
 import sys
-import threading
 import time
 
-import psutil
 import torch
 
 from hf_srdistill.config import DMConfig, ModelConfig
 from hf_srdistill.distill.dm import dm_match_and_backward
 from hf_srdistill.distill.matching import auto_chunk, match_and_backward
 from hf_srdistill.models import build_model, count_conv_flops
+from hf_srdistill.peak_memory import PeakMemory
 
 REAL_FACTOR, SYN_FACTOR = 3, 8
 # path name -> (batched, real_chunk, syn_chunk) for (device, real images per class, IPC);
@@ -60,31 +59,6 @@ PATHS = {
     "vmap-all": lambda dev, b, ipc: (True, None, None),
     "dm": lambda dev, b, ipc: (True, auto_chunk(b, dev), None),  # distribution matching, as the loop runs it
 }
-
-
-class PeakRSS:
-    """Peak resident memory above the level at entry, sampled by a thread."""
-
-    def __init__(self, period: float = 0.002):
-        self.period, self.proc = period, psutil.Process()
-
-    def __enter__(self):
-        self.base = self.peak = self.proc.memory_info().rss
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-        return self
-
-    def _watch(self):
-        while not self.stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(self.period)
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-        self.delta = self.peak - self.base
 
 
 def sync(device):
@@ -119,11 +93,8 @@ def one_step(model, syn0, real, scale, path, cps, device):
     leaf = syn0.clone().requires_grad_(True)
     k, ipc = real.shape[0], syn0.shape[0] // real.shape[0]
     batched, real_chunk, syn_chunk = PATHS[path](device, real.shape[1], ipc)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
     sync(device)
-    with PeakRSS() as mem:
+    with PeakMemory(device) as mem:
         t, c = time.perf_counter(), time.process_time()
         if path == "dm":
             dm_match_and_backward(model, leaf.view(k, ipc, *syn0.shape[1:]), real, scale, DMConfig(), cps, batched,
@@ -133,8 +104,7 @@ def one_step(model, syn0, real, scale, path, cps, device):
                                real_chunk, syn_chunk)
         sync(device)
         dt, dc = time.perf_counter() - t, time.process_time() - c
-    peak = torch.cuda.max_memory_allocated() - base if device.type == "cuda" else mem.delta
-    return dt, dc, peak, leaf.grad.detach()
+    return dt, dc, mem.delta, leaf.grad.detach()
 
 
 def best_run(runs: list, clock_name: str):

@@ -26,38 +26,12 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 
 import torch
 
 from hf_srdistill.config import LatentConfig
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class _PeakRSS:
-    """Highest RSS seen while the block runs (Linux /proc)."""
-
-    def __enter__(self):
-        self.base = self.peak = _rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            time.sleep(0.001)
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
+from hf_srdistill.peak_memory import PeakMemory
 
 
 def measure(n: int, chunk: int, size: int, channels: list[int], device: str) -> dict:
@@ -73,18 +47,9 @@ def measure(n: int, chunk: int, size: int, channels: list[int], device: str) -> 
     for t in backend.latent_tensors():  # allocate the code gradients before the baseline
         t.grad = torch.zeros_like(t)
     t0 = time.perf_counter()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
+    with PeakMemory(device, period=0.001) as m:
         backward_through_decoder(backend, grad)
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        with _PeakRSS() as m:
-            backward_through_decoder(backend, grad)
-        peak = m.peak - m.base
-    return {"n": n, "chunk": chunk, "peak_bytes": peak, "seconds": time.perf_counter() - t0}
+    return {"n": n, "chunk": chunk, "peak_bytes": m.delta, "seconds": time.perf_counter() - t0}
 
 
 def _child(n: int, chunk: int, args) -> dict:

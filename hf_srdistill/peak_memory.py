@@ -1,0 +1,55 @@
+"""Peak memory of a block of code: what the plan, the memory benches and bench_distill report.
+
+CUDA: the allocator's peak (``torch.cuda.max_memory_allocated``). CPU: the process RSS, sampled
+by a thread every ``period`` seconds, since ``ru_maxrss`` cannot be reset between two
+measurements in one process. ``delta`` is the peak above the level at entry.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA allocator peak on a GPU, else process RSS sampled every 2 ms."""
+
+    def __init__(self, device: Any = "cpu", period: float = 0.002) -> None:
+        import torch
+
+        self.device, self.period = torch.device(device), period
+
+    def __enter__(self) -> "PeakMemory":
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            import psutil
+
+            self.proc = psutil.Process()
+            self.base = self.peak = self.proc.memory_info().rss
+            self.stop = threading.Event()
+            self.thread = threading.Thread(target=self._watch, daemon=True)
+            self.thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(self.period)
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self.stop.set()
+            self.thread.join()
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+        self.delta = self.peak - self.base
