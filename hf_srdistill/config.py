@@ -51,6 +51,9 @@ class DataConfig:
     thresh_size: int = 0
     # where sub-images are cached as an Arrow dataset (reused across runs by fingerprint).
     cache_dir: str = "~/.cache/hf_srdistill"
+    # processes that cut and PNG-encode sub-images while the cache is built (photos are read
+    # in order by the main one); the cache's bytes do not depend on it.
+    num_proc: int = 1
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -59,7 +62,8 @@ class DataConfig:
             raise ValueError("data.source=folder needs data.path (a directory of PNG/JPEG files)")
         if self.source == "hub" and not (self.hub_id or self.path):
             raise ValueError("data.source=hub needs data.hub_id (or data.path to a local dataset)")
-        _check_positive("data", crop_size=self.crop_size, step=self.step, max_images=self.max_images)
+        _check_positive("data", crop_size=self.crop_size, step=self.step, max_images=self.max_images,
+                        num_proc=self.num_proc)
 
 
 @dataclass

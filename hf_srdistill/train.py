@@ -214,6 +214,7 @@ def run_identity(cfg: TrainJobConfig) -> dict:
     """What a checkpoint must have been trained with for a resume to continue the same run."""
     ident = to_dict(cfg)
     ident["train"] = {k: v for k, v in ident["train"].items() if k not in RESUMABLE}
+    ident["data"].pop("num_proc", None)  # how the sub-image cache is built, not what it holds
     if cfg.train.train_set and Path(cfg.train.train_set).is_dir():
         ident["train_set_digest"] = set_digest(Path(cfg.train.train_set))
     return json.loads(json.dumps(ident, default=str))

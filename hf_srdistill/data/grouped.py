@@ -10,7 +10,8 @@ writes two memory-mapped Arrow tables that ``datasets`` reads back with ``Datase
 
 The cache directory is keyed by a fingerprint of the source (files, Hub id/revision) and
 the cropping settings; ``meta.json`` is written last, so a killed build is never reused.
-Memory while building is one photo, its crops and a small write buffer.
+Memory while building is a few photos per process (``data.num_proc``), their crops and a
+small write buffer.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import hashlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -63,6 +66,37 @@ def _png(arr: np.ndarray) -> dict:
     return {"bytes": buf.getvalue(), "path": None}
 
 
+def _encode_photo(item: tuple) -> tuple:
+    """One photo's PNG sub-images with their positions, and the photo as PNG (runs in a worker)."""
+    name, img, crop_size, step, thresh_size = item
+    h, w = img.shape[:2]
+    ys, xs = subimage_positions(h, w, crop_size, step, thresh_size)
+    crops = extract_subimages(img, crop_size, step, thresh_size)
+    positions = [(y, x) for y in ys for x in xs]
+    return name, (h, w), [(_png(c), y, x) for c, (y, x) in zip(crops, positions, strict=True)], _png(img)
+
+
+def ordered_map(fn, items: Iterable, num_proc: int = 1) -> Iterator:
+    """``map(fn, items)`` on ``num_proc`` processes, in order, with at most 2 x num_proc items in flight.
+
+    The items are produced (decoded) here and encoded in the workers, so memory stays a few
+    photos per process however large the source is.
+    """
+    if num_proc <= 1:
+        yield from map(fn, items)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(num_proc, mp_context=ctx) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * num_proc:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 class _ArrowTable:
     """Append rows to an Arrow IPC stream in small batches (the format ``Dataset.from_file`` reads)."""
 
@@ -96,22 +130,25 @@ def _write_cache(cfg: DataConfig, out: Path, fingerprint: str) -> None:
     subs = _ArrowTable(out / "subimages.arrow", sub_features, _SUB_ROWS)
     srcs = _ArrowTable(out / "sources.arrow", src_features, _SRC_ROWS)
     report, names, counts = SourceReport(), [], []
-    photos = tqdm(iter_source_images(cfg, report), desc="sub-images", unit="photo", total=cfg.max_images,
-                  disable=None)
-    try:
-        for name, img in photos:
+
+    def large_enough():
+        for name, img in iter_source_images(cfg, report):
             h, w = img.shape[:2]
             if min(h, w) < cfg.crop_size:
                 reason = f"image of size {h}x{w} is smaller than data.crop_size={cfg.crop_size}"
                 log.warning("skipping %s: %s", name, reason)
                 report.skipped.append((name, reason))
                 continue
-            crops = extract_subimages(img, cfg.crop_size, cfg.step, cfg.thresh_size)
+            yield name, img, cfg.crop_size, cfg.step, cfg.thresh_size
+
+    photos = tqdm(ordered_map(_encode_photo, large_enough(), cfg.num_proc), desc="sub-images", unit="photo",
+                  total=cfg.max_images, disable=None)
+    try:
+        for name, (h, w), crops, source_png in photos:
             label = len(names)
-            ys, xs = subimage_positions(h, w, cfg.crop_size, cfg.step, cfg.thresh_size)
-            for crop, (top, left) in zip(crops, [(y, x) for y in ys for x in xs], strict=True):
-                subs.add({"image": _png(crop), "label": label, "top": top, "left": left})
-            srcs.add({"name": name, "image": _png(img), "height": h, "width": w})
+            for png, top, left in crops:
+                subs.add({"image": png, "label": label, "top": top, "left": left})
+            srcs.add({"name": name, "image": source_png, "height": h, "width": w})
             names.append(name)
             counts.append(len(crops))
             photos.set_postfix(subimages=sum(counts), skipped=len(report.skipped))

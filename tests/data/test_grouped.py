@@ -95,6 +95,45 @@ def test_killed_build_leaves_no_cache(folder, tmp_path, monkeypatch):
     assert SubImageStore.build(_cfg(folder, tmp_path)).num_classes == 3
 
 
+def test_num_proc_builds_the_same_bytes(folder, tmp_path):
+    one = SubImageStore.build(_cfg(folder, tmp_path / "one"))
+    two = SubImageStore.build(_cfg(folder, tmp_path / "two", num_proc=2))
+    assert two.fingerprint == one.fingerprint  # the cache is keyed by content, not by how it was built
+    for name in ("subimages.arrow", "sources.arrow"):
+        assert (two.path / name).read_bytes() == (one.path / name).read_bytes()
+    assert [n for n, _ in two.skipped] == [n for n, _ in one.skipped] == ["d_tiny", "e_broken"]
+
+
+def test_killed_parallel_build_leaves_no_cache(folder, tmp_path, monkeypatch):
+    real = grouped.iter_source_images
+
+    def dies_midway(cfg, report=None):
+        it = real(cfg, report)
+        yield next(it)
+        yield next(it)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(grouped, "iter_source_images", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        SubImageStore.build(_cfg(folder, tmp_path, num_proc=2))
+    assert not list((tmp_path / "cache" / "subimages").iterdir())
+
+
+def test_ordered_map_keeps_order_with_few_items_in_flight():
+    produced = []
+
+    def items():
+        for i in range(12):
+            produced.append(i)
+            yield i
+    seen = []
+    for out in grouped.ordered_map(abs, items(), num_proc=2):
+        seen.append(out)
+        assert len(produced) - len(seen) <= 4  # 2 x num_proc ahead at most
+    assert seen == list(range(12))
+    with pytest.raises(ValueError, match="num_proc"):
+        DataConfig(num_proc=0)
+
+
 def test_writes_in_small_batches(folder, tmp_path):
     store = SubImageStore.build(_cfg(folder, tmp_path))
     with pa.ipc.open_stream(str(store.path / "subimages.arrow")) as reader:
