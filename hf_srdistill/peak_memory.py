@@ -2,7 +2,8 @@
 
 CUDA: the allocator's peak (``torch.cuda.max_memory_allocated``). CPU: the process RSS, sampled
 by a thread every ``period`` seconds, since ``ru_maxrss`` cannot be reset between two
-measurements in one process. ``delta`` is the peak above the level at entry.
+measurements in one process (``children=True`` adds the live child processes, e.g. pool
+workers). ``delta`` is the peak above the level at entry.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any
 class PeakMemory:
     """Peak memory during a block: CUDA allocator peak on a GPU, else process RSS sampled every 2 ms."""
 
-    def __init__(self, device: Any = "cpu", period: float = 0.002) -> None:
+    def __init__(self, device: Any = "cpu", period: float = 0.002, children: bool = False) -> None:
         import torch
 
-        self.device, self.period = torch.device(device), period
+        self.device, self.period, self.children = torch.device(device), period, children
 
     def __enter__(self) -> "PeakMemory":
         import torch
@@ -31,7 +32,7 @@ class PeakMemory:
             import psutil
 
             self.proc = psutil.Process()
-            self.base = self.peak = self.proc.memory_info().rss
+            self.base = self.peak = self._rss()
             self.stop = threading.Event()
             self.thread = threading.Thread(target=self._watch, daemon=True)
             self.thread.start()
@@ -39,8 +40,23 @@ class PeakMemory:
 
     def _watch(self) -> None:
         while not self.stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self.peak = max(self.peak, self._rss())
             time.sleep(self.period)
+
+    def _rss(self) -> int:
+        """This process's RSS, plus its live children's unique memory (USS) when ``children``.
+
+        USS, not RSS: a forked worker shares the parent's pages, which RSS would count twice.
+        """
+        import psutil
+
+        total = self.proc.memory_info().rss
+        for child in self.proc.children(recursive=True) if self.children else ():
+            try:
+                total += child.memory_full_info().uss
+            except psutil.Error:  # it ended between the listing and the read
+                pass
+        return total
 
     def __exit__(self, *exc) -> None:
         import torch
@@ -51,5 +67,5 @@ class PeakMemory:
         else:
             self.stop.set()
             self.thread.join()
-            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self.peak = max(self.peak, self._rss())
         self.delta = self.peak - self.base

@@ -168,18 +168,54 @@ def plan_sets(suite: SuiteConfig, suite_dir: Path) -> list[SetPlan]:
     return baselines + synthetic
 
 
+# fields that say where and how often to write, not what is computed: never a recipe change
+INERT_FIELDS = {"resume", "output_dir", "checkpoint_every", "snapshot_every", "log_every", "log_with",
+                "num_workers", "decoded_cache_mb", "num_proc", "expert_dir"}
+_ABSENT = object()
+
+
+def _flat(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def recipe_changes(old: dict, new: dict, defaults: dict) -> list[str]:
+    """Dotted keys whose value differs, ignoring INERT_FIELDS; a key only one side has (a field
+    added or removed since) counts as unchanged when the other side holds its default."""
+    a, b, d = _flat(old), _flat(new), _flat(defaults)
+    changed = []
+    for key in sorted(set(a) | set(b)):
+        if key.rsplit(".", 1)[-1] in INERT_FIELDS:
+            continue
+        default = d.get(key, _ABSENT)
+        if a.get(key, default) != b.get(key, default):
+            changed.append(key)
+    return changed
+
+
 def guard_recipe(out: Path, recipe: dict, rows: dict) -> None:
     """Refuse to reuse finished runs made with another recipe; new rows may be added.
 
     Run folders are named by set, judge, scale and seed only, so resuming after a change of
     the training recipe or of a set's config would silently mix two recipes in one table.
+    Output and logging fields are not part of a recipe, and a field this version added at
+    its default matches a record written before it existed.
     """
     path = out / "recipe.json"
     plain = json.loads(json.dumps({"recipe": recipe, "rows": rows}, default=str))
     if path.is_file():
         old = read_json(path)
-        changed = [k for k in plain["recipe"] if old["recipe"].get(k) != plain["recipe"][k]]
-        changed += [f"rows.{k}" for k in plain["rows"] if k in old["rows"] and old["rows"][k] != plain["rows"][k]]
+        defaults = json.loads(json.dumps({"train": dataclasses.asdict(TrainConfig()),
+                                          "job": dataclasses.asdict(DistillJobConfig())}, default=str))
+        changed = recipe_changes(old["recipe"], plain["recipe"], {"train": defaults["train"]})
+        for name, row in plain["rows"].items():
+            if name in old["rows"]:
+                changed += [f"rows.{name}.{k}" for k in recipe_changes(
+                    old["rows"][name] or {}, row or {}, defaults["job"])]
         if changed:
             raise ConfigError(f"{out} holds runs made with another recipe (changed: {', '.join(changed)}); "
                               "use a new output directory or delete it")

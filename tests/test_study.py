@@ -151,6 +151,16 @@ def test_resume_skips_finished_runs(tiny_suite, monkeypatch):
         study.run_study(changed, tiny_suite.parent)
 
 
+def test_recipe_changes_ignore_output_fields_and_fields_added_at_their_default():
+    defaults = {"distill": {"lr_img": 0.01, "init_set": None, "checkpoint_every": 50}}
+    old = {"distill": {"lr_img": 0.01, "checkpoint_every": 50}}  # written before init_set existed
+    assert study.recipe_changes(old, {"distill": {"lr_img": 0.01, "init_set": None, "checkpoint_every": 5}},
+                                defaults) == []
+    assert study.recipe_changes(old, {"distill": {"lr_img": 0.02, "init_set": "x", "checkpoint_every": 50}},
+                                defaults) == ["distill.init_set", "distill.lr_img"]
+    assert study.recipe_changes({"judges": [1]}, {}, {}) == ["judges"]
+
+
 def test_cli_reports_missing_config(capsys):
     assert study.main(["reproduce-study", "--config", "/nonexistent/suite.yaml"]) == 2
     assert "config file not found" in capsys.readouterr().err
