@@ -111,3 +111,19 @@ def test_bad_distill_numbers_stop_before_any_work(override, message, capsys, mon
     assert cli_main(["distill", override]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_every_bundled_config_loads_and_div2k_ones_move_the_set():
+    from hf_srdistill.cli import bundled_configs_dir
+    from hf_srdistill.config import DistillJobConfig
+
+    files = sorted(bundled_configs_dir().glob("*.yaml"))
+    assert len(files) >= 10
+    for path in files:
+        cfg = load_config(MainJobConfig if path.name.startswith("main_") else DistillJobConfig, path)
+        d = cfg.distill
+        if cfg.data.source == "div2k" and d.init != "latent":
+            # gradient matching at DC's lr_img 0.01 against fresh random references leaves the
+            # set at its init (README): the flagship configs must not hand the photos back
+            stays = d.objective == "gm" and d.lr_img <= 0.01 and not (d.reference_path or d.reference_pool)
+            assert not stays, f"{path.name}: a recipe that leaves the set unchanged"
