@@ -35,12 +35,14 @@ CONFIG_COMMANDS = {
     "main": (C.MainJobConfig, "hf_srdistill.pipeline:run_main",
              "distil the data, train a judge model on every set, evaluate all in one table"),
     "distill": (C.DistillJobConfig, "hf_srdistill.distill:distill", "distil a dataset into a synthetic set"),
+    "baseline": (C.BaselineJobConfig, "hf_srdistill.distill.baselines:build_baseline",
+                 "an equal-budget baseline set (downscaled, random or coreset) to compare a distilled set with"),
     "train": (C.TrainJobConfig, "hf_srdistill.train:train_sr", "train an SR model"),
     "evaluate": (C.EvalJobConfig, "hf_srdistill.evaluate:evaluate", "evaluate an SR model on test sets"),
 }
 # where each config command writes, when its function does not return a path
-OUTPUT_FIELDS = {"main": "output_dir", "distill": "distill.output_dir", "train": "train.output_dir",
-                 "evaluate": "eval.output_dir"}
+OUTPUT_FIELDS = {"main": "output_dir", "distill": "distill.output_dir", "baseline": "distill.output_dir",
+                 "train": "train.output_dir", "evaluate": "eval.output_dir"}
 HUB_COMMANDS = ("push-dataset", "push-model", "reproduce")
 # commands with their own argument parsing: command -> "module:main(argv)"
 ARGV_COMMANDS = {"upscale": "hf_srdistill.upscale:main",

@@ -453,6 +453,26 @@ class DistillJobConfig:
 
 
 @dataclass
+class BaselineJobConfig:
+    """An equal-budget baseline set: distill.ipc images of distill.image_size per class, in distill.output_dir."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    # downscaled = each whole photo downscaled; random = random real crops; coreset = the crops a
+    # scorer SR model finds hardest (distill.reference_path, else distill.reference trained briefly).
+    kind: Literal["downscaled", "random", "coreset"] = "coreset"
+    # coreset: drop this top percentage of each class's crop losses as outliers first.
+    outlier_pct: float = 0.0
+    # coreset: steps of the scorer when distill.reference_path is unset.
+    scorer_iterations: int = 500
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.outlier_pct < 100.0:
+            raise ValueError(f"outlier_pct must be in [0, 100), got {self.outlier_pct}")
+        _check_positive("baseline", scorer_iterations=self.scorer_iterations)
+
+
+@dataclass
 class MainJobConfig:
     """distil -> train a judge model on each set -> evaluate, in one table."""
 

@@ -16,7 +16,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from hf_srdistill.config import DistillJobConfig
+from hf_srdistill.config import BaselineJobConfig, DistillJobConfig
 from hf_srdistill.distill.class_agnostic import group_store, initial_images, real_store, set_layout
 from hf_srdistill.distill.export import real_set_sizes, write_image_set
 
@@ -41,3 +41,13 @@ def make_baseline_set(kind: str, cfg: DistillJobConfig, store=None, folder: str 
                     real_sizes=real_set_sizes(real_store(store), cfg.data),
                     source=describe_source(cfg.data, store.fingerprint), wall_time_s=time.time() - t0)
     return out
+
+
+def build_baseline(cfg: BaselineJobConfig) -> Path:
+    """The ``baseline`` command: write ``cfg.kind``'s set to distill.output_dir."""
+    job = DistillJobConfig(data=cfg.data, distill=cfg.distill)
+    if cfg.kind == "coreset":
+        from hf_srdistill.distill.coreset import make_coreset_set
+
+        return make_coreset_set(job, outlier_pct=cfg.outlier_pct, scorer_iterations=cfg.scorer_iterations)
+    return make_baseline_set(cfg.kind, job)

@@ -87,3 +87,22 @@ def test_without_reference_a_scorer_is_trained_and_named(job, capsys):
     assert "training a srcnn x2 for 2 iterations" in capsys.readouterr().out
     text = (folder / "provenance.json").read_text()
     assert "trained on the data" in text and not (folder / "scorer").exists()
+
+
+def test_baseline_command_writes_each_kind(job, tmp_path, capsys):
+    from hf_srdistill.cli import main
+    from hf_srdistill.data.set_folder import read_labelled_set
+
+    cfg, photos, _ = job
+    common = ["--data.source=folder", f"--data.path={cfg.data.path}", f"--data.crop_size={SIZE}", "--data.step=16",
+              f"--data.cache_dir={cfg.data.cache_dir}", "--distill.ipc=2", f"--distill.image_size={SIZE}",
+              "--distill.reference.num_features=4"]
+    for kind in ("random", "coreset"):
+        out = tmp_path / kind
+        assert main(["baseline", f"--kind={kind}", "--scorer_iterations=2", f"--distill.output_dir={out}",
+                     *common]) == 0
+        rows = read_labelled_set(out)
+        assert sorted(rows) == sorted(photos) and all(sorted(r) == [0, 1] for r in rows.values())
+        assert all(img.shape == (SIZE, SIZE, 3) for r in rows.values() for img in r.values())
+        assert str(out) in capsys.readouterr().out  # the command says where its set went
+    assert main(["baseline", "--kind=best", *common]) == 2
