@@ -44,7 +44,7 @@ from hf_srdistill.distill.dm import dm_match_and_backward
 from hf_srdistill.distill.export import write_image_set
 from hf_srdistill.distill.figures import evolution_figure, grid, save_png, thumbnail
 from hf_srdistill.distill.latent_glue import latent_synthetic, save_latent_state, write_latent_outputs
-from hf_srdistill.distill.matching import auto_chunk, match_and_backward
+from hf_srdistill.distill.matching import auto_chunk, match_and_backward, precision
 from hf_srdistill.distill.synthetic import class_generator
 from hf_srdistill.history import HISTORY, LOSS_CURVE, History, accelerator_kwargs, end_tracking, log_row, \
     plot_loss_curve, start_tracking
@@ -197,13 +197,14 @@ class _Run:
             real = torch.stack([self.store.sample_patches(
                 c, d.batch_real, s, class_generator(d.seed, c, REAL_STREAM, self.iteration, outer))
                 for c in range(c0, c1)]).to(self.acc.device).contiguous()
-            if d.objective == "dm":
-                losses.append(dm_match_and_backward(model, syn[c0 - self.lo:c1 - self.lo], real, model.scale,
-                                                    d.dm, d.classes_per_step, d.batched, self.real_chunk))
-            else:
-                losses.append(match_and_backward(model, syn[c0 - self.lo:c1 - self.lo], real, model.scale,
-                                                 d.distance, d.classes_per_step, d.batched, self.real_chunk,
-                                                 self.syn_chunk))
+            with precision(d.precision, self.acc.device):
+                if d.objective == "dm":
+                    losses.append(dm_match_and_backward(model, syn[c0 - self.lo:c1 - self.lo], real, model.scale,
+                                                        d.dm, d.classes_per_step, d.batched, self.real_chunk))
+                else:
+                    losses.append(match_and_backward(model, syn[c0 - self.lo:c1 - self.lo], real, model.scale,
+                                                     d.distance, d.classes_per_step, d.batched, self.real_chunk,
+                                                     self.syn_chunk))
         loss = torch.cat(losses) if losses else torch.zeros(0, device=self.acc.device)
         bad = self._first_bad(loss, "matching loss")
         if bad is None:

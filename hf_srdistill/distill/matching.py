@@ -20,6 +20,8 @@ loss only, so chunking changes nothing but the peak memory.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,6 +29,26 @@ from torch.func import functional_call, grad, vmap
 
 from hf_srdistill.data import imresize
 from hf_srdistill.distill.objectives import get_distance
+
+
+@contextlib.contextmanager
+def precision(mode: str, device: str | torch.device):
+    """The arithmetic of a matching step (``distill.precision``): fp32, bf16 autocast, or CUDA TF32."""
+    dev = torch.device(device)
+    if mode == "bf16":
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
+            yield
+    elif mode == "tf32" and dev.type == "cuda":
+        before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    elif mode in ("fp32", "tf32"):
+        yield
+    else:
+        raise ValueError(f"unknown precision {mode!r}; choose fp32, bf16 or tf32")
 
 
 def sr_loss(model: nn.Module, params: dict[str, Tensor], buffers: dict[str, Tensor], hr: Tensor,

@@ -52,6 +52,19 @@ def test_run_writes_a_loadable_set_and_reruns_are_identical(tiny_job, tmp_path):
     assert torch.equal(_state(again)["momentum"], state["momentum"])
 
 
+def test_bf16_matching_moves_the_set_like_fp32_and_is_recorded(tiny_job, tmp_path):
+    import yaml
+
+    fp32 = _state(distill(tiny_job(lr_img=10.0)))["images"]
+    folder = distill(tiny_job(lr_img=10.0, precision="bf16", output_dir=str(tmp_path / "bf16")))
+    bf16 = _state(folder)["images"]
+    init = init_images(tiny_job().distill, _store(tiny_job()), [0, 1, 2])
+    step32, step16 = (fp32 - init).flatten(), (bf16 - init).flatten()
+    assert not torch.equal(bf16, fp32)
+    assert float(torch.nn.functional.cosine_similarity(step32, step16, dim=0)) > 0.9
+    assert yaml.safe_load((folder / "config.yaml").read_text())["distill"]["precision"] == "bf16"
+
+
 def _store(cfg):
     from hf_srdistill.data.grouped import SubImageStore
 
