@@ -46,7 +46,7 @@ import torch
 
 from hf_srdistill.config import DMConfig, ModelConfig
 from hf_srdistill.distill.dm import dm_match_and_backward
-from hf_srdistill.distill.matching import auto_chunk, match_and_backward
+from hf_srdistill.distill.matching import auto_chunk, match_and_backward, precision
 from hf_srdistill.models import build_model, count_conv_flops
 from hf_srdistill.peak_memory import PeakMemory
 
@@ -58,6 +58,8 @@ PATHS = {
     "batched": lambda dev, b, ipc: (True, auto_chunk(b, dev), auto_chunk(ipc, dev)),
     "vmap-all": lambda dev, b, ipc: (True, None, None),
     "dm": lambda dev, b, ipc: (True, auto_chunk(b, dev), None),  # distribution matching, as the loop runs it
+    "bf16": lambda dev, b, ipc: (True, auto_chunk(b, dev), auto_chunk(ipc, dev)),  # batched, distill.precision
+    "tf32": lambda dev, b, ipc: (True, auto_chunk(b, dev), auto_chunk(ipc, dev)),
 }
 
 
@@ -94,7 +96,7 @@ def one_step(model, syn0, real, scale, path, cps, device):
     k, ipc = real.shape[0], syn0.shape[0] // real.shape[0]
     batched, real_chunk, syn_chunk = PATHS[path](device, real.shape[1], ipc)
     sync(device)
-    with PeakMemory(device) as mem:
+    with PeakMemory(device) as mem, precision(path if path in ("bf16", "tf32") else "fp32", device):
         t, c = time.perf_counter(), time.process_time()
         if path == "dm":
             dm_match_and_backward(model, leaf.view(k, ipc, *syn0.shape[1:]), real, scale, DMConfig(), cps, batched,
@@ -150,7 +152,9 @@ def main(argv=None) -> None:
     p.add_argument("--loop-max-classes", type=int, default=128, help="skip the loop above this (slow)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    p.add_argument("--paths", nargs="+", default=["loop", "batched", "vmap-all", "dm"], choices=list(PATHS),
+                   help="bf16 / tf32 = the batched path under distill.precision (its grad diff is against "
+                        "the fp32 loop)")
     p.add_argument("--pool", nargs="+", default=[], metavar="NAME:SCALE",
                    help="also time a reference pool, e.g. srcnn:2 srcnn:4 (the main job's)")
     p.add_argument("--clock", choices=["wall", "cpu"], default=None,
