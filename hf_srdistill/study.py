@@ -33,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 
 from hf_srdistill.config import DistillJobConfig, EvalConfig, ModelConfig, TrainConfig, TrainJobConfig
-from hf_srdistill.configio import ConfigError, load_config
+from hf_srdistill.configio import ConfigError, flatten, load_config
 from hf_srdistill.io import read_json, write_json
 from hf_srdistill.study_report import (compose_evolution, plot_psnr_vs_ipc, qualitative_figure, save_figure,
                                        write_tables)
@@ -174,19 +174,10 @@ INERT_FIELDS = {"resume", "output_dir", "checkpoint_every", "snapshot_every", "l
 _ABSENT = object()
 
 
-def _flat(value, prefix: str = "") -> dict:
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: value}
-
-
 def recipe_changes(old: dict, new: dict, defaults: dict) -> list[str]:
     """Dotted keys whose value differs, ignoring INERT_FIELDS; a key only one side has (a field
     added or removed since) counts as unchanged when the other side holds its default."""
-    a, b, d = _flat(old), _flat(new), _flat(defaults)
+    a, b, d = flatten(old), flatten(new), flatten(defaults)
     changed = []
     for key in sorted(set(a) | set(b)):
         if key.rsplit(".", 1)[-1] in INERT_FIELDS:

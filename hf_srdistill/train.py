@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from hf_srdistill.accel import make_accelerator, seed_for
 from hf_srdistill.config import TrainJobConfig
-from hf_srdistill.configio import ConfigError, to_dict
+from hf_srdistill.configio import ConfigError, flatten, to_dict
 from hf_srdistill.data import PairedPatchDataset, SubImageStore
 from hf_srdistill.data.set_folder import read_set_images, set_digest
 from hf_srdistill.history import HISTORY, LOSS_CURVE, History, accelerator_kwargs, end_tracking, log_row, \
@@ -226,20 +226,10 @@ def check_resumable(saved: dict | None, now: dict, ckpt: Path) -> None:
     if saved is None:
         diff = ["(checkpoint has no config record)"]
     else:
-        flat_saved, flat_now = _flatten(saved), _flatten(now)
+        flat_saved, flat_now = flatten(saved), flatten(now)
         diff = sorted(k for k in set(flat_saved) | set(flat_now) if flat_saved.get(k) != flat_now.get(k))
     raise ConfigError(f"checkpoint {ckpt} was written with a different config ({', '.join(diff)}); "
                       "use another train.output_dir or set train.resume=false to start over")
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
 
 
 def recover_checkpoint(ckpt: Path) -> None:

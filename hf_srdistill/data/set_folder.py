@@ -95,17 +95,20 @@ def set_digest(folder: str | Path) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_set_images(folder: str | Path, column: str = "hr") -> list[np.ndarray]:
-    """The HWC uint8 RGB images of a complete local set folder, decoded from its parquet."""
+def _read_tables(folder: Path):
+    """The verified manifest and the (file name, pyarrow table) of each parquet shard, in order."""
     import pyarrow.parquet as pq
-    from PIL import Image
 
-    folder = Path(folder)
     manifest = verify_set_folder(folder)
     shards = sorted(name for name in manifest["files"] if name.endswith(".parquet"))
+    return manifest, [(name, pq.read_table(folder / name)) for name in shards]
+
+
+def _decode_column(folder: Path, manifest: dict, tables: list, column: str) -> list[np.ndarray]:
+    from PIL import Image
+
     images = []
-    for name in shards:
-        table = pq.read_table(folder / name)
+    for name, table in tables:
         if column not in table.column_names:
             raise ValueError(f"{folder / name}: a training set needs an {column!r} image column, "
                              f"found {table.column_names}")
@@ -118,27 +121,29 @@ def read_set_images(folder: str | Path, column: str = "hr") -> list[np.ndarray]:
     return images
 
 
+def read_set_images(folder: str | Path, column: str = "hr") -> list[np.ndarray]:
+    """The HWC uint8 RGB images of a complete local set folder, decoded from its parquet."""
+    folder = Path(folder)
+    manifest, tables = _read_tables(folder)
+    return _decode_column(folder, manifest, tables, column)
+
+
 def read_labelled_set(folder: str | Path) -> dict[str, dict[int, np.ndarray]]:
     """{class name: {ipc index: HWC uint8 image}} of a complete local set folder.
 
     Class names come from the parquet's ClassLabel feature, so a set can seed another run
     over the same photos even when the two list their classes in another order.
     """
-    import pyarrow.parquet as pq
-
     folder = Path(folder)
-    manifest = verify_set_folder(folder)
-    images = read_set_images(folder)
+    manifest, tables = _read_tables(folder)  # verified and read once, for the images and the labels
+    images = iter(_decode_column(folder, manifest, tables, "hr"))
     out: dict[str, dict[int, np.ndarray]] = {}
-    rows = 0
-    for name in sorted(n for n in manifest["files"] if n.endswith(".parquet")):
-        table = pq.read_table(folder / name)
+    for name, table in tables:
         meta = json.loads((table.schema.metadata or {}).get(b"huggingface", b"{}"))
         names = meta.get("info", {}).get("features", {}).get("label", {}).get("names")
         if names is None or not {"label", "ipc_index"} <= set(table.column_names):
             raise ValueError(f"{folder / name}: not a labelled set (needs label names and label, "
                              f"ipc_index columns)")
         for label, j in zip(table.column("label").to_pylist(), table.column("ipc_index").to_pylist()):
-            out.setdefault(names[label], {})[int(j)] = images[rows]
-            rows += 1
+            out.setdefault(names[label], {})[int(j)] = next(images)
     return out
