@@ -369,9 +369,11 @@ class DistillConfig:
     # (distances and pixels stay fp32; pixel gradients within 10 % relative L2 of fp32, tested);
     # tf32 = TF32 matmuls/convolutions on CUDA (no effect on a CPU).
     precision: Literal["fp32", "bf16", "tf32"] = "fp32"
-    # classes per vmap call for the real / synthetic gradients; 0 = auto: all on a GPU; on a
-    # CPU 1 where a class has >= 8 images (its batch fills the cores; oneDNN's grouped
-    # convolutions, which vmap produces, are slow there), else all (matching.auto_chunk).
+    # classes per vmap call for the real / synthetic gradients; 0 = auto. Auto on a CPU, for a
+    # run with >= 200 matching steps: one step of each path (vmap per class, vmap per chunk, the
+    # per-class loop) is timed on the run's own sizes and the fastest is kept (printed, and in
+    # the set's provenance). Otherwise: all classes on a GPU; on a CPU 1 where a class has >= 8
+    # images, else all (matching.auto_chunk; oneDNN's grouped convolutions are slow there).
     real_chunk: int = 0
     syn_chunk: int = 0
     checkpoint_every: int = 50

@@ -6,7 +6,10 @@ writes two memory-mapped Arrow tables that ``datasets`` reads back with ``Datase
 
 - ``subimages.arrow``: PNG sub-images in class order (image, label, top, left); class c
   owns rows ``offsets[c] : offsets[c] + counts[c]``, so reading a class touches only its rows;
-- ``sources.arrow``: the whole photos (name, image, height, width), one row per class.
+- ``sources.arrow``: the whole photos (name, image, height, width), one row per class. The
+  image is stored only where the sub-image grid misses part of the photo (``thresh_size``
+  drops a border strip); otherwise it is None and ``source_image`` pastes the photo back
+  together from its sub-images, exactly, which saves encoding every photo a second time.
 
 The cache directory is keyed by a fingerprint of the source (files, Hub id/revision) and
 the cropping settings; ``meta.json`` is written last, so a killed build is never reused.
@@ -44,7 +47,7 @@ __all__ = ["SubImageStore"]
 
 log = logging.getLogger(__name__)
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: photos covered by their sub-images are not stored twice
 # rows buffered before a write: bounds memory to a few MB of PNGs per table
 _SUB_ROWS, _SRC_ROWS = 32, 4
 
@@ -66,14 +69,21 @@ def _png(arr: np.ndarray) -> dict:
     return {"bytes": buf.getvalue(), "path": None}
 
 
+def _covers(positions: list[int], crop_size: int, length: int) -> bool:
+    return positions[-1] + crop_size == length  # the grid starts at 0 and steps by <= crop_size
+
+
 def _encode_photo(item: tuple) -> tuple:
-    """One photo's PNG sub-images with their positions, and the photo as PNG (runs in a worker)."""
+    """One photo's PNG sub-images with their positions, and the photo as PNG when the crops
+    do not cover it (runs in a worker)."""
     name, img, crop_size, step, thresh_size = item
     h, w = img.shape[:2]
     ys, xs = subimage_positions(h, w, crop_size, step, thresh_size)
     crops = extract_subimages(img, crop_size, step, thresh_size)
     positions = [(y, x) for y in ys for x in xs]
-    return name, (h, w), [(_png(c), y, x) for c, (y, x) in zip(crops, positions, strict=True)], _png(img)
+    covered = step <= crop_size and _covers(ys, crop_size, h) and _covers(xs, crop_size, w)
+    return (name, (h, w), [(_png(c), y, x) for c, (y, x) in zip(crops, positions, strict=True)],
+            None if covered else _png(img))
 
 
 def ordered_map(fn, items: Iterable, num_proc: int = 1) -> Iterator:
@@ -201,6 +211,7 @@ class SubImageStore:
         self.class_names: list[str] = meta["class_names"]
         self.skipped: list[tuple[str, str]] = [tuple(s) for s in meta["skipped"]]
         self._counts, self._offsets = meta["counts"], meta["offsets"]
+        self._crop_size: int = meta["config"]["crop_size"]
         raw = datasets.Image(decode=False)  # decode with Pillow directly: fewer copies
         self._sub = datasets.Dataset.from_file(str(self.path / "subimages.arrow")).cast_column("image", raw)
         self._src = datasets.Dataset.from_file(str(self.path / "sources.arrow")).cast_column("image", raw)
@@ -278,7 +289,21 @@ class SubImageStore:
 
     def source_image(self, c: int) -> np.ndarray:
         """The whole photo class ``c`` was cut from (HWC uint8)."""
-        return _decode_png(self._src[self._check(c)]["image"]["bytes"])
+        stored = self._src[self._check(c)]["image"]
+        if stored is not None:
+            return _decode_png(stored["bytes"])
+        h, w = self._source_sizes[c]
+        start, rows = self._offsets[c], self._positions(c)
+        out = np.empty((h, w, 3), dtype=np.uint8)
+        for r in _cover(rows, self._crop_size):  # the fewest sub-images whose union is the photo
+            top, left = rows[r]
+            crop = self._decode_row(start + r)
+            out[top:top + crop.shape[0], left:left + crop.shape[1]] = crop
+        return out
+
+    def _positions(self, c: int) -> list[tuple[int, int]]:
+        table = self._sub.data.slice(self._offsets[c], self._counts[c])
+        return list(zip(table.column("top").to_pylist(), table.column("left").to_pylist()))
 
     def source_size(self, c: int) -> tuple[int, int]:
         """(height, width) of the photo of class ``c``, without decoding it."""
@@ -306,6 +331,24 @@ class SubImageStore:
 
     def __repr__(self) -> str:
         return f"SubImageStore({self.path}, classes={self.num_classes}, subimages={len(self)})"
+
+
+def _cover(positions: list[tuple[int, int]], size: int) -> list[int]:
+    """Indices of the fewest crops of a row-major (top, left) grid whose union is the whole grid.
+
+    Per axis, greedily: the next crop is the last one that starts inside the part covered so far.
+    """
+    def axis(starts: list[int]) -> set[int]:
+        keep, end = [starts[0]], starts[0] + size
+        while end < starts[-1] + size:
+            nxt = max(v for v in starts if v <= end)
+            if nxt == keep[-1]:
+                raise ValueError(f"crops of {size} px at {starts} leave gaps; the photo must be stored")
+            keep.append(nxt)
+            end = nxt + size
+        return set(keep)
+    tops, lefts = axis(sorted({t for t, _ in positions})), axis(sorted({x for _, x in positions}))
+    return [i for i, (t, x) in enumerate(positions) if t in tops and x in lefts]
 
 
 def _decode_png(data: bytes) -> np.ndarray:

@@ -21,6 +21,9 @@ loss only, so chunking changes nothing but the peak memory.
 from __future__ import annotations
 
 import contextlib
+import math
+import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -117,6 +120,42 @@ def auto_chunk(images_per_class: int, device: str | torch.device) -> int | None:
     if torch.device(device).type != "cpu":
         return None
     return 1 if images_per_class >= CPU_BATCH_FILLS_CORES else None
+
+
+# (batched, real_chunk, syn_chunk): how one matching step is run; every path gives the same
+# gradients up to float rounding (tested), so the choice is about speed alone
+MatchPath = tuple[bool, int | None, int | None]
+
+
+def path_candidates(images_per_class: int, ipc: int, device: str | torch.device) -> dict[str, MatchPath]:
+    """The paths worth timing on ``device``: the static rule, one class per vmap call, the
+    whole chunk per call, and the per-class loop (duplicates dropped, first name kept)."""
+    named = {"auto": (True, auto_chunk(images_per_class, device), auto_chunk(ipc, device)),
+             "vmap-class": (True, 1, 1), "vmap-chunk": (True, None, None), "loop": (False, None, None)}
+    out: dict[str, MatchPath] = {}
+    for name, path in named.items():
+        if path not in out.values():
+            out[name] = path
+    return out
+
+
+def fastest_path(run_step: Callable[[MatchPath], object], candidates: dict[str, MatchPath],
+                 repeats: int = 2) -> tuple[str, dict[str, float]]:
+    """Time ``run_step(path)`` for every candidate; the name of the fastest and each one's seconds.
+
+    One untimed call first (kernel selection, allocation), then the best of ``repeats`` wall
+    times: the minimum is the least disturbed by other work on a shared machine.
+    """
+    seconds = {}
+    for name, path in candidates.items():
+        run_step(path)
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run_step(path)
+            best = min(best, time.perf_counter() - t0)
+        seconds[name] = best
+    return min(seconds, key=seconds.get), seconds
 
 
 def match_and_backward(model: nn.Module, syn: Tensor, real: Tensor, scale: int, distance: str = "cos",

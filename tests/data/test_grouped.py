@@ -13,7 +13,7 @@ from PIL import Image
 import hf_srdistill.data.grouped as grouped
 from hf_srdistill.config import DataConfig
 from hf_srdistill.data.grouped import SubImageStore
-from hf_srdistill.data.subimages import count_subimages, extract_subimages
+from hf_srdistill.data.subimages import count_subimages, extract_subimages, subimage_positions
 
 
 @pytest.fixture
@@ -212,3 +212,28 @@ def test_cache_list_and_prune_remove_killed_builds_and_old_caches(tmp_path, caps
     assert not killed.exists() and [e.complete for e in cache.list_caches(tmp_path)] == [True]
     assert [e.complete for e in cache.prune(tmp_path, older_than_days=0)] == [True]
     assert cache.list_caches(tmp_path) == []
+
+
+def test_photos_covered_by_their_crops_are_not_stored_twice(folder, tmp_path, photos):
+    # 48/24 covers every photo (the flush crop reaches the border): no photo bytes are kept
+    covered = SubImageStore.build(_cfg(folder, tmp_path))
+    assert covered._src.data.column("image").null_count == covered.num_classes
+    # thresh_size 15 drops strips of <= 15 px: 100x130 loses 4 and 10 px, 72x60 loses 12 px
+    # and are stored; 90x90 leaves 18 px, gets the flush crop, and is covered
+    partial = SubImageStore.build(_cfg(folder, tmp_path, thresh_size=15))
+    stored = partial._src.data.column("image").to_pylist()
+    assert [s is not None for s in stored] == [True, False, True]
+    for store in (covered, partial):
+        for c, name in enumerate(store.class_names):
+            np.testing.assert_array_equal(store.source_image(c), photos[name])
+
+
+def test_cover_picks_the_fewest_crops_that_tile_the_grid():
+    tops, lefts = subimage_positions(1356, 2040, 480, 240, 0)  # a DIV2K-sized photo: 4 x 8 crops
+    grid = [(t, x) for t in tops for x in lefts]
+    picked = [grid[i] for i in grouped._cover(grid, 480)]
+    assert sorted({t for t, _ in picked}) == [0, 480, 876] and sorted({x for _, x in picked}) == [0, 480, 960, 1440, 1560]
+    assert len(picked) == 15 and len(grid) == 40
+    assert grouped._cover([(0, 0)], 480) == [0]
+    with pytest.raises(ValueError, match="gaps"):
+        grouped._cover([(0, 0), (0, 100)], 48)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from hf_srdistill.config import ModelConfig
-from hf_srdistill.distill.matching import (auto_chunk, batched_class_grads, loop_class_grads,
-                                           match_and_backward)
+from hf_srdistill.distill.matching import (auto_chunk, batched_class_grads, fastest_path, loop_class_grads,
+                                           match_and_backward, path_candidates)
 from hf_srdistill.models import build_model
 
 K, IPC, B, S = 3, 2, 3, 16
@@ -115,3 +115,23 @@ def test_bf16_pixel_gradients_stay_within_the_stated_tolerance_of_fp32(batched):
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
         with precision("fp16", "cpu"):
             pass
+
+
+def test_path_candidates_cover_the_rule_the_loop_and_both_vmap_widths_without_duplicates():
+    cpu = path_candidates(4, 1, "cpu")
+    assert cpu == {"auto": (True, None, None), "vmap-class": (True, 1, 1), "loop": (False, None, None)}
+    assert path_candidates(16, 1, "cpu")["auto"] == (True, 1, None) and len(path_candidates(16, 1, "cpu")) == 4
+    assert list(path_candidates(16, 1, "cuda")) == ["auto", "vmap-class", "loop"]
+
+
+def test_fastest_path_times_every_candidate_and_keeps_the_quickest():
+    import time
+
+    calls = []
+
+    def step(path):
+        calls.append(path)
+        time.sleep(0.03 if path[0] else 0.0)
+    name, seconds = fastest_path(step, {"slow": (True, None, None), "quick": (False, None, None)}, repeats=2)
+    assert name == "quick" and set(seconds) == {"slow", "quick"} and seconds["slow"] >= 0.03 > seconds["quick"]
+    assert calls.count((True, None, None)) == calls.count((False, None, None)) == 3  # warm-up + 2 timed
