@@ -370,7 +370,7 @@ class DistillConfig:
     # tf32 = TF32 matmuls/convolutions on CUDA (no effect on a CPU).
     precision: Literal["fp32", "bf16", "tf32"] = "fp32"
     # classes per vmap call for the real / synthetic gradients; 0 = auto. Auto on a CPU, for a
-    # run with >= 200 matching steps: one step of each path (vmap per class, vmap per chunk, the
+    # run with >= 100 matching steps: one step of each path (vmap per class, vmap per chunk, the
     # per-class loop) is timed on the run's own sizes and the fastest is kept (printed, and in
     # the set's provenance). Otherwise: all classes on a GPU; on a CPU 1 where a class has >= 8
     # images, else all (matching.auto_chunk; oneDNN's grouped convolutions are slow there).
@@ -490,8 +490,9 @@ class MainJobConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(iterations=1000))
     eval: EvalConfig = field(default_factory=EvalConfig)
-    # which training sets to compare: distilled, full, downscaled, random.
-    sets: list[str] = field(default_factory=lambda: ["distilled", "full", "downscaled", "random"])
+    # which training sets to compare: distilled, full, downscaled, random, coreset (the crops a
+    # trained reference finds hardest; scored by the reference at the judge's scale).
+    sets: list[str] = field(default_factory=lambda: ["distilled", "full", "downscaled", "random", "coreset"])
     # one judge per set and seed (train.seed is replaced); the table gives means, and the
     # distilled set's paired difference to downscaled and random with the seed spread.
     judge_seeds: list[int] = field(default_factory=lambda: [0, 1])

@@ -18,19 +18,20 @@ from hf_srdistill.io import write_json, write_text
 
 logger = logging.getLogger(__name__)
 
-SET_KINDS = ("distilled", "full", "downscaled", "random")
+SET_KINDS = ("distilled", "full", "downscaled", "random", "coreset")
 
 
 def build_training_sets(cfg: MainJobConfig) -> dict[str, str | None]:
     """Folder of each requested set; None means the full real data (all sub-images)."""
     from hf_srdistill.distill import distill, make_baseline_set
+    from hf_srdistill.distill.coreset import make_coreset_set
 
     out = Path(cfg.output_dir)
     unknown = sorted(set(cfg.sets) - set(SET_KINDS))
     if unknown:
         raise ValueError(f"sets: unknown {unknown}; choose from {SET_KINDS}")
-    distill_cfg = cfg.distill
-    if cfg.reference_train is not None and "distilled" in cfg.sets:
+    distill_cfg, refs = cfg.distill, []
+    if cfg.reference_train is not None and {"distilled", "coreset"} & set(cfg.sets):
         refs = [str(path) for path in train_references(cfg)]
         pick = {"reference_path": refs[0]} if len(refs) == 1 else {"reference_pool": refs}
         distill_cfg = dataclasses.replace(distill_cfg, **pick)
@@ -44,9 +45,22 @@ def build_training_sets(cfg: MainJobConfig) -> dict[str, str | None]:
             sets[kind] = job.distill.output_dir
         elif kind == "distilled":
             sets[kind] = str(distill(job))
+        elif kind == "coreset":
+            sets[kind] = str(make_coreset_set(job, reference=_scorer_for(refs, cfg.model.scale)))
         else:
             sets[kind] = str(make_baseline_set(kind, job))
     return sets
+
+
+def _scorer_for(refs: list[str], scale: int) -> str | None:
+    """The trained reference at the judge's scale (else the first) scores the coreset's crops;
+    None when no reference was trained (the coreset then trains its own scorer)."""
+    import json
+
+    for ref in refs:
+        if json.loads((Path(ref) / "config.json").read_text()).get("scale") == scale:
+            return ref
+    return refs[0] if refs else None
 
 
 def train_references(cfg: MainJobConfig) -> list[Path]:
@@ -136,7 +150,7 @@ def distilled_deltas(per_seed: dict[int, dict], prefix: str) -> str:
     lines = ["| test set | vs | Δ PSNR (paired by seed) | seed spread |", "|---|---|---:|---:|"]
     verdicts = []
     for name in first[distilled]:
-        for ref in ("downscaled", "random"):
+        for ref in ("downscaled", "random", "coreset"):
             if prefix + ref not in first:
                 continue
             a = [r[distilled][name]["psnr"] for r in per_seed.values()]
@@ -144,9 +158,10 @@ def distilled_deltas(per_seed: dict[int, dict], prefix: str) -> str:
             diff = np.subtract(a, b)
             spread = max(np.std(a, ddof=1), np.std(b, ddof=1)) if len(a) > 1 else float("nan")
             lines.append(f"| {name} | {ref} | {diff.mean():+.3f} | {spread:.3f} |")
-            if ref == "downscaled":
+            if ref in ("downscaled", "coreset"):
                 beat = "beat" if diff.mean() > spread else "did not beat"
-                verdicts.append(f"On {name}, the distilled set {beat} its downscaled init: "
+                what = "its downscaled init" if ref == "downscaled" else "the coreset of the same size"
+                verdicts.append(f"On {name}, the distilled set {beat} {what}: "
                                 f"{diff.mean():+.3f} dB against a seed spread of {spread:.3f} dB "
                                 f"({len(a)} judge seeds).")
     return "\n".join(lines + [""] + verdicts)

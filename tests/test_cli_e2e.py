@@ -28,7 +28,7 @@ def test_main_job_writes_table_grid_sets_and_models(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     results = json.loads((out / "results.json").read_text())["results"]
-    rows = ["bicubic"] + [f"srcnn on {k}" for k in ("distilled", "full", "downscaled", "random")]
+    rows = ["bicubic"] + [f"srcnn on {k}" for k in ("distilled", "full", "downscaled", "random", "coreset")]
     assert list(results) == rows
     assert 20 < results["bicubic"]["mini"]["psnr"] < 60  # real photos, x2: a sane floor
     for row in rows:  # 4 training steps make poor models: only check real, finite numbers
@@ -36,9 +36,9 @@ def test_main_job_writes_table_grid_sets_and_models(tmp_path):
     table = (out / "table.md").read_text()
     assert all(f"| {row} |" in table for row in rows) and "| bicubic |" in proc.stdout
 
-    with Image.open(out / "grid.png") as grid:  # HR, bicubic, 4 models: square tiles over a label band
+    with Image.open(out / "grid.png") as grid:  # HR, bicubic, 5 models: square tiles over a label band
         band, labels = int(grid.text["label_band"]), json.loads(grid.text["labels"])
-        assert band > 0 and grid.width == 6 * (grid.height - band) == 6 * int(grid.text["tile"])
+        assert band > 0 and grid.width == 7 * (grid.height - band) == 7 * int(grid.text["tile"])
     assert labels[0] == "HR" and labels[1].startswith("bicubic\n")
     assert all(label.replace("\n", " ").startswith(row) and "PSNR" in label for row, label in zip(rows, labels[1:]))
     assert (out / "grid.pdf").read_bytes().startswith(b"%PDF")
@@ -50,8 +50,12 @@ def test_main_job_writes_table_grid_sets_and_models(tmp_path):
     assert list(per_seed) == ["0", "1"]
     assert results["srcnn on full"]["mini"]["psnr"] == pytest.approx(
         np.mean([per_seed[k]["srcnn on full"]["mini"]["psnr"] for k in ("0", "1")]))
-    assert "| mini | downscaled |" in table and "| mini | random |" in table
-    assert "On mini, the distilled set beat its downscaled init" in table or "did not beat" in table
+    assert "| mini | downscaled |" in table and "| mini | random |" in table and "| mini | coreset |" in table
+    assert "On mini, the distilled set beat its downscaled init" in table or "did not beat its downscaled" in table
+    assert "the coreset of the same size" in table
+    # the coreset was scored by the trained x2 reference (the judge's scale), not a scorer of its own
+    scorer = json.loads((out / "sets" / "coreset" / "provenance.json").read_text())["extra"]["scorer"]
+    assert scorer == {"kind": "pretrained", "path": str(out / "reference" / "0_srcnn_x2")}
     # the distillation ran against the x2 and x4 references the job pretrained, not random ones
     pool = [out / "reference" / "0_srcnn_x2", out / "reference" / "1_srcnn_x4"]
     assert all((folder / "model.safetensors").is_file() for folder in pool)
