@@ -369,11 +369,10 @@ class DistillConfig:
     # (distances and pixels stay fp32; pixel gradients within 10 % relative L2 of fp32, tested);
     # tf32 = TF32 matmuls/convolutions on CUDA (no effect on a CPU).
     precision: Literal["fp32", "bf16", "tf32"] = "fp32"
-    # classes per vmap call for the real / synthetic gradients; 0 = auto. Auto on a CPU, for a
-    # run with >= 100 matching steps: one step of each path (vmap per class, vmap per chunk, the
-    # per-class loop) is timed on the run's own sizes and the fastest is kept (printed, and in
-    # the set's provenance). Otherwise: all classes on a GPU; on a CPU 1 where a class has >= 8
-    # images, else all (matching.auto_chunk; oneDNN's grouped convolutions are slow there).
+    # classes per vmap call for the real / synthetic gradients; 0 = auto: all on a GPU, one on a
+    # CPU (oneDNN's grouped convolutions, which wider vmaps produce, are slow there; one class
+    # per call equals the per-class loop bit for bit). dm: classes per real forward, 0 = all,
+    # or one on a CPU once a class has >= 8 images (matching.auto_chunk, dm.real_forward_chunk).
     real_chunk: int = 0
     syn_chunk: int = 0
     checkpoint_every: int = 50
@@ -494,7 +493,7 @@ class MainJobConfig:
     # trained reference finds hardest; scored by the reference at the judge's scale).
     sets: list[str] = field(default_factory=lambda: ["distilled", "full", "downscaled", "random", "coreset"])
     # one judge per set and seed (train.seed is replaced); the table gives means, and the
-    # distilled set's paired difference to downscaled and random with the seed spread.
+    # distilled set's paired difference to downscaled, random and coreset with the seed spread.
     judge_seeds: list[int] = field(default_factory=lambda: [0, 1])
     output_dir: str = "outputs/main"
     # train the reference(s) on the full training data first and distil against them (one becomes

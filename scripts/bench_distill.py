@@ -45,24 +45,21 @@ import time
 import torch
 
 from hf_srdistill.config import DMConfig, ModelConfig
-from hf_srdistill.distill.dm import dm_match_and_backward
-from hf_srdistill.distill.matching import auto_chunk, fastest_path, match_and_backward, path_candidates, precision
+from hf_srdistill.distill.dm import dm_match_and_backward, real_forward_chunk
+from hf_srdistill.distill.matching import auto_chunk, match_and_backward, precision
 from hf_srdistill.models import build_model, count_conv_flops
 from hf_srdistill.peak_memory import PeakMemory
 
 REAL_FACTOR, SYN_FACTOR = 3, 8
 # path name -> (batched, real_chunk, syn_chunk) for (device, real images per class, IPC);
-# "batched" is the static rule (matching.auto_chunk); "measured" is what a long CPU run uses:
-# the fastest path timed on the row's own sizes (matching.fastest_path), chosen per row
+# "batched" is what the loop runs (matching.auto_chunk)
 PATHS = {
     "loop": lambda dev, b, ipc: (False, None, None),
-    "batched": lambda dev, b, ipc: (True, auto_chunk(b, dev), auto_chunk(ipc, dev)),
-    "measured": None,
-    "vmap-class": lambda dev, b, ipc: (True, 1, 1),
+    "batched": lambda dev, b, ipc: (True, auto_chunk(dev), auto_chunk(dev)),
     "vmap-all": lambda dev, b, ipc: (True, None, None),
-    "dm": lambda dev, b, ipc: (True, auto_chunk(b, dev), None),  # distribution matching, as the loop runs it
-    "bf16": lambda dev, b, ipc: (True, auto_chunk(b, dev), auto_chunk(ipc, dev)),  # batched, distill.precision
-    "tf32": lambda dev, b, ipc: (True, auto_chunk(b, dev), auto_chunk(ipc, dev)),
+    "dm": lambda dev, b, ipc: (True, real_forward_chunk(b, dev), None),  # distribution matching, as the loop runs it
+    "bf16": lambda dev, b, ipc: (True, auto_chunk(dev), auto_chunk(dev)),  # batched, distill.precision
+    "tf32": lambda dev, b, ipc: (True, auto_chunk(dev), auto_chunk(dev)),
 }
 
 
@@ -93,14 +90,11 @@ def conv_peak(device, repeats: int, clock) -> tuple[float, str]:
     return best, best_desc
 
 
-def one_step(model, syn0, real, scale, path, cps, device, route=None):
-    """One matching step; returns (wall s, process-CPU s, peak bytes, pixel gradient).
-
-    route: (batched, real_chunk, syn_chunk) to run instead of PATHS[path] ("measured" needs it).
-    """
+def one_step(model, syn0, real, scale, path, cps, device):
+    """One matching step; returns (wall s, process-CPU s, peak bytes, pixel gradient)."""
     leaf = syn0.clone().requires_grad_(True)
     k, ipc = real.shape[0], syn0.shape[0] // real.shape[0]
-    batched, real_chunk, syn_chunk = route or PATHS[path](device, real.shape[1], ipc)
+    batched, real_chunk, syn_chunk = PATHS[path](device, real.shape[1], ipc)
     sync(device)
     with PeakMemory(device) as mem, precision(path if path in ("bf16", "tf32") else "fp32", device):
         t, c = time.perf_counter(), time.process_time()
@@ -158,7 +152,7 @@ def main(argv=None) -> None:
     p.add_argument("--loop-max-classes", type=int, default=128, help="skip the loop above this (slow)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--paths", nargs="+", default=["loop", "batched", "measured", "vmap-all", "dm"], choices=list(PATHS),
+    p.add_argument("--paths", nargs="+", default=["loop", "batched", "vmap-all", "dm"], choices=list(PATHS),
                    help="bf16 / tf32 = the batched path under distill.precision (its grad diff is against "
                         "the fp32 loop)")
     p.add_argument("--pool", nargs="+", default=[], metavar="NAME:SCALE",
@@ -201,7 +195,7 @@ def main(argv=None) -> None:
               f"({REAL_FACTOR} x {args.batch_real} real + {SYN_FACTOR} x {ipc} synthetic)), executed "
               f"{counted[ipc] / 1e9:.2f} GFLOP (torch.utils.flop_counter on the loop); GFLOP/s below use "
               f"the smaller")
-    table, measured = [], []
+    table = []
     for ipc in args.ipc:
         for k in args.classes:
             gen = torch.Generator().manual_seed(k * 100 + ipc)
@@ -215,20 +209,13 @@ def main(argv=None) -> None:
                 peak, peak_desc = p2, d2
             rows, grads = {}, {}
             paths = [q for q in args.paths if q != "loop" or k <= args.loop_max_classes]
-            routes = {}
-            if "measured" in paths:  # as the loop does at start-up: one timed step of each path on cps classes
-                options = path_candidates(args.batch_real, ipc, device)
-                pick, _ = fastest_path(lambda r: one_step(model, syn[: cps * ipc], real[:cps], args.scale, "measured",
-                                                          cps, device, r), options)
-                routes["measured"] = options[pick]
-                measured.append(f"{k}x{ipc}: {pick}")
             for name in paths:
                 # warm-up on the chunk size: first calls pay for kernel selection and allocation
-                one_step(model, syn[: cps * ipc], real[:cps], args.scale, name, cps, device, routes.get(name))
+                one_step(model, syn[: cps * ipc], real[:cps], args.scale, name, cps, device)
             runs: dict[str, list] = {name: [] for name in paths}
             for _ in range(args.repeats):  # interleaved, so drifting load hits every path alike
                 for name in paths:
-                    runs[name].append(one_step(model, syn, real, args.scale, name, cps, device, routes.get(name)))
+                    runs[name].append(one_step(model, syn, real, args.scale, name, cps, device))
             for name in paths:
                 best = best_run(runs[name], clock_name)
                 rows[name] = (best[0], best[1], max(r[2] for r in runs[name]))
@@ -256,13 +243,9 @@ def main(argv=None) -> None:
               f"{gf:>8.1f} {100 * gf / peak:>6.1f}% {speed:>8} {diff:>18}")
     print(f"\nbest of {args.repeats} timed steps each, paths interleaved ({clock_name} clock, after one "
           f"warm-up); "
-          f"{args.classes_per_step} classes per chunk. batched = the static rule, what short runs and GPUs use "
-          f"(matching.auto_chunk: "
-          f"{'vmap over the whole chunk' if device.type == 'cuda' else 'vmap over the chunk where a class has < 8 images, one class per call otherwise'}"
-          f"); vmap-all = vmap over the whole chunk for both"
-          + (f"; measured = the fastest path timed at start-up, as a long CPU run picks it "
-             f"(classes x ipc: pick: {', '.join(measured)})" if measured else "")
-          + f". match/s, GFLOP/s and vs-loop use "
+          f"{args.classes_per_step} classes per chunk. batched = the loop's default (matching.auto_chunk: "
+          f"{'vmap over the whole chunk' if device.type == 'cuda' else 'one class per vmap call, the loop bit for bit'}"
+          f"); vmap-all = vmap over the whole chunk for both. match/s, GFLOP/s and vs-loop use "
           f"the {clock_name} clock. dm = one distribution-matching step (default DMConfig); its "
           f"vs-loop column is against batched gradient matching."
           + (f" pool = the batched step averaged over {', '.join(args.pool)} (one member per iteration; "

@@ -124,6 +124,18 @@ def dm_distance(s_syn: list[Tensor], s_real: list[Tensor]) -> Tensor:
     return total
 
 
+# on a CPU, one class's batch of at least this many images keeps the cores busy by itself
+CPU_BATCH_FILLS_CORES = 8
+
+
+def real_forward_chunk(images_per_class: int, device) -> int | None:
+    """Classes per no-grad forward of the real images: all on a GPU; on a CPU one class once
+    its own batch fills the cores, which bounds memory at no cost in speed."""
+    if torch.device(device).type != "cpu":
+        return None
+    return 1 if images_per_class >= CPU_BATCH_FILLS_CORES else None
+
+
 def dm_match_and_backward(model: nn.Module, syn: Tensor, real: Tensor, scale: int, cfg: DMConfig,
                           classes_per_step: int = 32, batched: bool = True,
                           real_chunk: int | None = None) -> Tensor:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate.utils import broadcast_object_list, gather_object
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from hf_srdistill.accel import make_accelerator, seed_for
@@ -40,22 +40,17 @@ from hf_srdistill.configio import ConfigError
 from hf_srdistill.data import imresize
 from hf_srdistill.distill.checkpoint import DistillState, checkpoint_path, load_checkpoint, save_checkpoint
 from hf_srdistill.distill.class_agnostic import group_store, initial_images, real_store, set_layout
-from hf_srdistill.distill.dm import dm_match_and_backward
+from hf_srdistill.distill.dm import dm_match_and_backward, real_forward_chunk
 from hf_srdistill.distill.export import write_image_set
 from hf_srdistill.distill.figures import evolution_figure, grid, save_png, thumbnail
 from hf_srdistill.distill.latent_glue import latent_synthetic, save_latent_state, write_latent_outputs
-from hf_srdistill.distill.matching import MatchPath, auto_chunk, fastest_path, match_and_backward, path_candidates, \
-    precision
+from hf_srdistill.distill.matching import auto_chunk, match_and_backward, precision
 from hf_srdistill.distill.synthetic import class_generator
 from hf_srdistill.history import HISTORY, LOSS_CURVE, History, accelerator_kwargs, end_tracking, log_row, \
     plot_loss_curve, start_tracking
 from hf_srdistill.io import check_writable, remove_stale_tmp
 
 REAL_STREAM, NET_STREAM, MODEL_STREAM = 2, 3, 4
-PROBE_STREAM = 5  # the patches the matching paths are timed on; no other stream is drawn from
-# time the matching paths only when the run has at least this many matching steps left
-# (the probe costs ~9 steps, under 10 % of the run; the loop is ~1.3x faster where it wins)
-PROBE_MIN_MATCHINGS = 100
 SNAPSHOT_ROWS = 4  # classes shown in the evolution figure
 # a class whose pixels are pinned at 0 or 1 this much more than at its start has been blown
 # out by too large a step (clamping keeps such pixels finite, so the NaN guard cannot see it);
@@ -144,52 +139,17 @@ class _Run:
         self.snapshots = list(state.snapshots) if state else []
         self.snapshot_iters = list(state.snapshot_iters) if state else []
         self.wall0 = (state.wall_time_s if state else 0.0) - time.time()
-        self.real_chunk = d.real_chunk or auto_chunk(d.batch_real, acc.device)
-        self.syn_chunk = d.syn_chunk or auto_chunk(d.ipc, acc.device)
-        self.path: MatchPath = (d.batched, self.real_chunk, self.syn_chunk)
-        self.path_report: dict = {"path": "auto" if d.batched else "loop", "measured": False}
+        self.real_chunk = d.real_chunk or (real_forward_chunk(d.batch_real, acc.device) if d.objective == "dm"
+                                           else auto_chunk(acc.device))
+        self.syn_chunk = d.syn_chunk or auto_chunk(acc.device)
 
-    def choose_path(self, model) -> None:
-        """With the default matching settings on a CPU, time every matching path on this run's
-        sizes and keep the fastest: no static rule is fastest at every size (bench_distill).
-
-        The paths give the same gradients up to float rounding; the choice, with each path's
-        seconds, goes into the set's provenance. Every process runs the main process's choice.
-        """
+    def _match(self, model, syn: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         d = self.d
-        if not (d.objective in ("gm", "dm") and self.latent is None and d.batched and not d.real_chunk
-                and not d.syn_chunk and self.acc.device.type == "cpu"
-                and (d.iterations - self.iteration) * d.outer_loop >= PROBE_MIN_MATCHINGS):
-            return
-        candidates = path_candidates(d.batch_real, d.ipc, self.acc.device)
-        name, seconds = "auto", {}
-        k, s = min(d.classes_per_step, self.hi - self.lo), d.image_size
-        if k > 0:
-            gen = torch.Generator().manual_seed(seed_for(d.seed, PROBE_STREAM))
-            real = torch.stack([self.store.sample_patches(c, d.batch_real, s, gen)
-                                for c in range(self.lo, self.lo + k)]).to(self.acc.device)
-            syn = self.images.detach()[:k * d.ipc].clone().requires_grad_(True)
-
-            def step(path: MatchPath) -> None:
-                with precision(d.precision, self.acc.device):
-                    self._match(model, syn.view(k, d.ipc, 3, s, s), real, path)
-                syn.grad = None
-            name, seconds = fastest_path(step, candidates)
-            model.zero_grad(set_to_none=True)
-        if self.acc.num_processes > 1:
-            name = broadcast_object_list([name])[0]
-        self.path = candidates[name]
-        self.path_report = {"path": name, "measured": True, "seconds": {n: round(t, 4) for n, t in seconds.items()}}
-        if self.acc.is_main_process:
-            timings = ", ".join(f"{n} {t * 1e3:.0f} ms" for n, t in seconds.items())
-            print(f"distill: matching path {name} (one step on {k} classes: {timings})")
-
-    def _match(self, model, syn: torch.Tensor, real: torch.Tensor, path: MatchPath) -> torch.Tensor:
-        d, (batched, real_chunk, syn_chunk) = self.d, path
         if d.objective == "dm":
-            return dm_match_and_backward(model, syn, real, model.scale, d.dm, d.classes_per_step, batched, real_chunk)
-        return match_and_backward(model, syn, real, model.scale, d.distance, d.classes_per_step, batched,
-                                  real_chunk, syn_chunk)
+            return dm_match_and_backward(model, syn, real, model.scale, d.dm, d.classes_per_step, d.batched,
+                                         self.real_chunk)
+        return match_and_backward(model, syn, real, model.scale, d.distance, d.classes_per_step, d.batched,
+                                  self.real_chunk, self.syn_chunk)
 
     # ---- collectives ------------------------------------------------------------------
     def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
@@ -247,7 +207,7 @@ class _Run:
                 c, d.batch_real, s, class_generator(d.seed, c, REAL_STREAM, self.iteration, outer))
                 for c in range(c0, c1)]).to(self.acc.device).contiguous()
             with precision(d.precision, self.acc.device):
-                losses.append(self._match(model, syn[c0 - self.lo:c1 - self.lo], real, self.path))
+                losses.append(self._match(model, syn[c0 - self.lo:c1 - self.lo], real))
         loss = torch.cat(losses) if losses else torch.zeros(0, device=self.acc.device)
         bad = self._first_bad(loss, "matching loss")
         if bad is None:
@@ -349,8 +309,6 @@ def distill(cfg: DistillJobConfig) -> Path:
     columns = HISTORY_COLUMNS + (("lr_latent",) if run.latent is not None else ())
     history = History.resume(Path(d.output_dir) / HISTORY, columns, run.iteration) if acc.is_main_process else None
     tracking = start_tracking(acc, d.log_with, cfg)
-    if run.iteration < d.iterations:
-        run.choose_path(reference_model(cfg, run.iteration, pretrained, acc.device))
     bar = tqdm(total=d.iterations, initial=run.iteration, desc="distill", disable=not acc.is_main_process)
     while run.iteration < d.iterations:
         if run.iteration % d.snapshot_every == 0:
@@ -394,7 +352,7 @@ def distill(cfg: DistillJobConfig) -> Path:
     if acc.is_main_process:
         source = describe_source(cfg.data, store.fingerprint)
         history.save()
-        write_set(cfg, store, final, out, source, acc.num_processes, history, run.path_report)
+        write_set(cfg, store, final, out, source, acc.num_processes, history)
         if run.latent is not None:
             write_latent_outputs(cfg, store, run.latent, out, source)
     end_tracking(acc, tracking)
@@ -403,14 +361,12 @@ def distill(cfg: DistillJobConfig) -> Path:
 
 
 def write_set(cfg: DistillJobConfig, store, final: DistillState, out: Path, source: dict, world: int,
-              history: History | None = None, matching: dict | None = None) -> None:
+              history: History | None = None) -> None:
     from hf_srdistill.distill.export import real_set_sizes
 
     d = cfg.distill
     labels, ipc_index, names, grouping = set_layout(store, d.ipc)
     extra = {"kind": "distilled", "iterations": final.iteration, "processes": world, "grouping": grouping}
-    if matching is not None:
-        extra["matching_path"] = matching
     write_image_set(out, final.images, labels, names, ipc_index, cfg, extra=extra,
                     real_sizes=real_set_sizes(real_store(store), cfg.data), source=source,
                     wall_time_s=final.wall_time_s)

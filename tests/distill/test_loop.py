@@ -314,27 +314,3 @@ def test_stale_tmp_files_of_a_killed_run_are_removed(tiny_job):
     distill(cfg)
     assert not list(ckpt_dir.glob(".*.tmp")) and not list(ckpt_dir.parent.glob(".*.tmp"))
 
-
-@pytest.mark.parametrize("objective", ["gm", "dm"])
-def test_a_long_cpu_run_times_the_matching_paths_and_records_the_choice(tiny_job, tmp_path, monkeypatch, objective):
-    import json
-
-    monkeypatch.setattr(loop_mod, "PROBE_MIN_MATCHINGS", 1)
-    cfg = tiny_job(objective=objective, **({"outer_loop": 1} if objective == "dm" else {}))
-    default = _state(distill(cfg))["images"]
-    chosen = []
-    real_fastest = loop_mod.fastest_path
-
-    def loop_wins(step, candidates, repeats=2):
-        _, seconds = real_fastest(step, candidates, repeats=1)
-        chosen.append(candidates)
-        return "loop", seconds
-    monkeypatch.setattr(loop_mod, "fastest_path", loop_wins)
-    folder = distill(_with(cfg, output_dir=str(tmp_path / "probed")))
-    report = json.loads((folder / "provenance.json").read_text())["extra"]["matching_path"]
-    assert report["path"] == "loop" and report["measured"] and set(report["seconds"]) == set(chosen[0])
-    # the probe draws from no stream of the run: the set equals the default path's to float rounding
-    assert float((_state(folder)["images"] - default).abs().max()) < 1e-5
-    pinned = distill(_with(cfg, output_dir=str(tmp_path / "pinned"), real_chunk=1, syn_chunk=1))
-    assert not json.loads((pinned / "provenance.json").read_text())["extra"]["matching_path"]["measured"]
-    assert len(chosen) == 1  # explicit chunks are not probed

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from hf_srdistill.config import ModelConfig
-from hf_srdistill.distill.matching import (auto_chunk, batched_class_grads, fastest_path, loop_class_grads,
-                                           match_and_backward, path_candidates)
+from hf_srdistill.distill.matching import auto_chunk, batched_class_grads, loop_class_grads, match_and_backward
 from hf_srdistill.models import build_model
 
 K, IPC, B, S = 3, 2, 3, 16
@@ -74,10 +73,23 @@ def test_pixel_gradient_matches_finite_differences(setup, batched):
         assert fd == pytest.approx(float(grad[idx]), rel=1e-4, abs=1e-9)
 
 
-def test_auto_chunk_vectorises_only_small_per_class_batches_on_cpu():
-    assert auto_chunk(16, "cpu") == 1 and auto_chunk(10, "cpu") == 1
-    assert auto_chunk(1, "cpu") is None and auto_chunk(4, "cpu") is None
-    assert auto_chunk(16, "cuda") is None
+def test_auto_chunk_is_one_class_per_call_on_cpu_and_the_whole_chunk_on_gpu():
+    from hf_srdistill.distill.dm import real_forward_chunk
+
+    assert auto_chunk("cpu") == 1 and auto_chunk("cuda") is None
+    assert real_forward_chunk(16, "cpu") == 1 and real_forward_chunk(4, "cpu") is None
+    assert real_forward_chunk(16, "cuda") is None
+
+
+def test_one_class_per_call_equals_the_loop_bit_for_bit_in_float32():
+    """The CPU default runs the loop's own kernels: the same set whatever path a rerun takes."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="srcnn", scale=2, num_features=8))
+    g = torch.Generator().manual_seed(2)
+    syn, real = torch.rand(K * IPC, 3, S, S, generator=g), torch.rand(K, 4, 3, S, S, generator=g)
+    d_loop, g_loop = _match(model, syn, real, batched=False, classes_per_step=K)
+    d_one, g_one = _match(model, syn, real, batched=True, classes_per_step=K, real_chunk=1, syn_chunk=1)
+    assert torch.equal(d_one, d_loop) and torch.equal(g_one, g_loop)
 
 
 def test_loop_and_batched_shapes(setup):
@@ -116,22 +128,3 @@ def test_bf16_pixel_gradients_stay_within_the_stated_tolerance_of_fp32(batched):
         with precision("fp16", "cpu"):
             pass
 
-
-def test_path_candidates_cover_the_rule_the_loop_and_both_vmap_widths_without_duplicates():
-    cpu = path_candidates(4, 1, "cpu")
-    assert cpu == {"auto": (True, None, None), "vmap-class": (True, 1, 1), "loop": (False, None, None)}
-    assert path_candidates(16, 1, "cpu")["auto"] == (True, 1, None) and len(path_candidates(16, 1, "cpu")) == 4
-    assert list(path_candidates(16, 1, "cuda")) == ["auto", "vmap-class", "loop"]
-
-
-def test_fastest_path_times_every_candidate_and_keeps_the_quickest():
-    import time
-
-    calls = []
-
-    def step(path):
-        calls.append(path)
-        time.sleep(0.03 if path[0] else 0.0)
-    name, seconds = fastest_path(step, {"slow": (True, None, None), "quick": (False, None, None)}, repeats=2)
-    assert name == "quick" and set(seconds) == {"slow", "quick"} and seconds["slow"] >= 0.03 > seconds["quick"]
-    assert calls.count((True, None, None)) == calls.count((False, None, None)) == 3  # warm-up + 2 timed
