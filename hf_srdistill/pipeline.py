@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hf_srdistill.config import DistillJobConfig, MainJobConfig, TrainJobConfig
+from hf_srdistill.config import DistillJobConfig, MainJobConfig, ModelConfig, TrainJobConfig
 from hf_srdistill.io import write_json, write_text
 
 logger = logging.getLogger(__name__)
@@ -46,21 +46,29 @@ def build_training_sets(cfg: MainJobConfig) -> dict[str, str | None]:
         elif kind == "distilled":
             sets[kind] = str(distill(job))
         elif kind == "coreset":
-            sets[kind] = str(make_coreset_set(job, reference=_scorer_for(refs, cfg.model.scale)))
+            i = _scorer_index(cfg)
+            sets[kind] = str(make_coreset_set(job, reference=None if i is None else refs[i]))
         else:
             sets[kind] = str(make_baseline_set(kind, job))
     return sets
 
 
-def _scorer_for(refs: list[str], scale: int) -> str | None:
-    """The trained reference at the judge's scale (else the first) scores the coreset's crops;
-    None when no reference was trained (the coreset then trains its own scorer)."""
-    import json
+def _scorer_index(cfg: MainJobConfig) -> int | None:
+    """Which trained reference scores the coreset's crops: the one at the judge's scale (else
+    the first); None when the job trains none (the coreset then trains its own scorer)."""
+    if cfg.reference_train is None:
+        return None
+    models = cfg.reference_models or [cfg.distill.reference]
+    return next((i for i, m in enumerate(models) if m.scale == cfg.model.scale), 0)
 
-    for ref in refs:
-        if json.loads((Path(ref) / "config.json").read_text()).get("scale") == scale:
-            return ref
-    return refs[0] if refs else None
+
+def scorer_config(cfg: MainJobConfig) -> tuple[ModelConfig, bool]:
+    """The coreset scorer's architecture, and whether it comes trained (a reference the job
+    trains, or distill.reference_path) rather than trained by the coreset itself."""
+    i = _scorer_index(cfg)
+    if i is None:
+        return cfg.distill.reference, bool(cfg.distill.reference_path)
+    return (cfg.reference_models or [cfg.distill.reference])[i], True
 
 
 def train_references(cfg: MainJobConfig) -> list[Path]:

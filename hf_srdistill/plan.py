@@ -58,6 +58,8 @@ SCALING = {
                "with P devices like this one and no communication cost; checkpoints are written by one process",
     "distill-tm": "trajectory matching runs on one process only: the same time at every P",
     "write set": "one process: measured write of the sample + PNG encoding time per extra image",
+    "coreset": "one process: scorer training steps (when no reference is trained) + a forward per candidate "
+               "crop (image_size, non-overlapping) of every photo",
     "judges": "train_sr steps x sets x judge seeds, one after another",
 }
 
@@ -346,6 +348,34 @@ def time_train_steps(model_cfg, batch: int, patch: int, loss: str, images, devic
             "peak_memory": mem.peak, "parameters": params}
 
 
+def time_coreset(cfg, sizes, images, device) -> dict:
+    """The coreset set's cost: training its scorer when the job trains no reference
+    (coreset.make_coreset_set's defaults), and scoring every candidate crop of every photo."""
+    from hf_srdistill.data.subimages import count_subimages
+    from hf_srdistill.distill.coreset import DEFAULT_SCORER_ITERATIONS, class_crops, crop_losses
+    from hf_srdistill.models import build_model
+    from hf_srdistill.pipeline import scorer_config
+
+    d = cfg.distill
+    model_cfg, is_reference = scorer_config(cfg)
+    train = None if is_reference else time_train_steps(model_cfg, 16, min(96, d.image_size), "l2", images, device)
+    _, crops = class_crops(sizes.samples[0], d.image_size, d.image_size)
+    model = build_model(model_cfg).to(device)
+    crop_losses(model, crops[:8], model_cfg.scale, device)  # warm-up
+    _sync(device)
+    with PeakMemory(device) as mem:
+        t0 = time.perf_counter()
+        crop_losses(model, crops, model_cfg.scale, device)
+        _sync(device)
+        per_crop = (time.perf_counter() - t0) / len(crops)
+    w, h = sizes.photo_size
+    candidates = sizes.photos * count_subimages(h, w, d.image_size, d.image_size, 0)  # class_crops' grid
+    seconds = per_crop * candidates + (train["seconds_per_step"] * DEFAULT_SCORER_ITERATIONS if train else 0.0)
+    peak = max(mem.peak, train["peak_memory"] if train else 0)
+    return {"seconds": seconds, "seconds_per_crop": per_crop, "candidates": candidates, "peak_memory": peak,
+            "scorer": f"{model_cfg.name} x{model_cfg.scale}", "scorer_training": train}
+
+
 def _iteration(run, cfg, pretrained, device) -> None:
     """One iteration of loop.distill's body: reference, matching steps, inner training."""
     from hf_srdistill.distill.loop import reference_model
@@ -602,6 +632,13 @@ def make_plan(cfg, photos: int | None = None, photo_size: tuple[int, int] | None
                 r["set"] = kind
                 judges.append(r)
             measured["judges"] = judges
+            if "coreset" in cfg.sets:
+                m = time_coreset(cfg, sizes, _train_images(store, tc.decoded_cache_mb, sizes.subimages, crop)[0],
+                                 device)
+                measured["coreset"] = m
+                trained = "trained reference" if m["scorer_training"] is None else "scorer trained by the coreset"
+                stages.append(_stage("coreset", _same(m["seconds"]), _same(m["peak_memory"]), 0, SCALING["coreset"],
+                                     f"{m['candidates']} crops scored by the {trained} ({m['scorer']})"))
             n_seeds = len(cfg.judge_seeds)
             seconds = sum(r["seconds_per_step"] for r in judges) * tc.iterations * n_seeds
             disk = sum(r["parameters"] * 4 for r in judges) * n_seeds

@@ -113,13 +113,17 @@ def test_cli_prints_the_table_and_writes_plan_json(tmp_path, capsys):
     # a main job (picked from its keys): references and judges are planned too
     main = tmp_path / "main.yaml"
     main.write_text(config.read_text() + "model: {name: srcnn, scale: 2, num_features: 4}\n"
-                    "train: {iterations: 10, batch_size: 2, patch_size: 16}\nsets: [distilled, full]\n"
+                    "train: {iterations: 10, batch_size: 2, patch_size: 16}\nsets: [distilled, full, coreset]\n"
                     "judge_seeds: [0]\nreference_train: {iterations: 10, batch_size: 2, patch_size: 16}\n")
     assert cli.main(["plan", "--config", str(main), "--photos", "3", "--photo-size", "192x192",
                      "--out", str(tmp_path / "main.json")]) == 0
     plan = json.loads((tmp_path / "main.json").read_text())
     assert plan["job"] == "main"
-    assert [s["stage"] for s in plan["stages"]] == ["sub-images", "references", "distill", "write set", "judges"]
+    assert [s["stage"] for s in plan["stages"]] == ["sub-images", "references", "distill", "write set", "coreset",
+                                                    "judges"]
+    coreset = plan["measurements"]["coreset"]  # every 32-px crop of 3 photos of 192 px, scored by the reference
+    assert coreset["candidates"] == 3 * 36 and coreset["scorer"] == "srcnn x2" and coreset["scorer_training"] is None
+    assert _stage(plan, "coreset")["time_s"]["1"] == pytest.approx(coreset["seconds_per_crop"] * 108)
     capsys.readouterr()
 
     # absent data of unknown size: one line, exit 2; a typo in an override is a config error

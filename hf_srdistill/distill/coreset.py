@@ -39,6 +39,7 @@ from hf_srdistill.distill.export import real_set_sizes, write_image_set
 log = logging.getLogger(__name__)
 
 SCORE_BATCH = 32  # crops per forward pass while scoring; bounds memory on DIV2K-sized photos
+DEFAULT_SCORER_ITERATIONS = 500  # training steps of the scorer when no pretrained one is given
 
 
 def class_crops(photo: np.ndarray, size: int, step: int) -> tuple[list[tuple[int, int]], np.ndarray]:
@@ -94,7 +95,7 @@ def _scorer(cfg: DistillJobConfig, reference: str | None, iterations: int, workd
 
 
 def make_coreset_set(cfg: DistillJobConfig, reference: str | None = None, *, outlier_pct: float = 0.0,
-                     step: int | None = None, scorer_iterations: int = 500, store=None,
+                     step: int | None = None, scorer_iterations: int = DEFAULT_SCORER_ITERATIONS, store=None,
                      folder: str | Path | None = None, device: str | None = None) -> Path:
     """Write the coreset of ``cfg``'s budget (ipc crops of image_size per class); returns the folder.
 
