@@ -107,9 +107,9 @@ def auto_chunk(device: str | torch.device) -> int | None:
 
     vmap turns per-class weight gradients into grouped convolutions. A GPU needs that width;
     on a CPU oneDNN runs grouped convolutions with few channels per group (SRCNN's RGB layers)
-    slower than separate ones (0.72-0.8x the loop at IPC 1, bench_distill), while one class per
+    slower than separate ones (0.64-0.82x the loop at IPC 1, bench_distill), while one class per
     call runs the per-class loop's own kernels: its results equal the loop's bit for bit, at
-    1.01-1.09x its speed. That matters beyond speed: the main job's recipe turns the 3e-5
+    0.99-1.23x its speed. That matters beyond speed: the main job's recipe turns the 3e-5
     relative gradient difference of a whole-chunk vmap into sets 3 grey levels apart (mean;
     max 51) after 100 iterations.
     """
