@@ -53,13 +53,17 @@ def build_training_sets(cfg: MainJobConfig) -> dict[str, str | None]:
     return sets
 
 
+def reference_models(cfg: MainJobConfig) -> list[ModelConfig]:
+    """The models the job trains as references: ``reference_models``, else ``distill.reference``."""
+    return cfg.reference_models or [cfg.distill.reference]
+
+
 def _scorer_index(cfg: MainJobConfig) -> int | None:
     """Which trained reference scores the coreset's crops: the one at the judge's scale (else
     the first); None when the job trains none (the coreset then trains its own scorer)."""
     if cfg.reference_train is None:
         return None
-    models = cfg.reference_models or [cfg.distill.reference]
-    return next((i for i, m in enumerate(models) if m.scale == cfg.model.scale), 0)
+    return next((i for i, m in enumerate(reference_models(cfg)) if m.scale == cfg.model.scale), 0)
 
 
 def scorer_config(cfg: MainJobConfig) -> tuple[ModelConfig, bool]:
@@ -68,7 +72,7 @@ def scorer_config(cfg: MainJobConfig) -> tuple[ModelConfig, bool]:
     i = _scorer_index(cfg)
     if i is None:
         return cfg.distill.reference, bool(cfg.distill.reference_path)
-    return (cfg.reference_models or [cfg.distill.reference])[i], True
+    return reference_models(cfg)[i], True
 
 
 def train_references(cfg: MainJobConfig) -> list[Path]:
@@ -80,7 +84,7 @@ def train_references(cfg: MainJobConfig) -> list[Path]:
     """
     from hf_srdistill.train import train_sr
 
-    models = cfg.reference_models or [cfg.distill.reference]
+    models = reference_models(cfg)
     folders = [Path(cfg.output_dir) / "reference"]
     if len(models) > 1:
         folders = [folders[0] / f"{i}_{m.name}_x{m.scale}" for i, m in enumerate(models)]

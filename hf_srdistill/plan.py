@@ -352,13 +352,15 @@ def time_coreset(cfg, sizes, images, device) -> dict:
     """The coreset set's cost: training its scorer when the job trains no reference
     (coreset.make_coreset_set's defaults), and scoring every candidate crop of every photo."""
     from hf_srdistill.data.subimages import count_subimages
-    from hf_srdistill.distill.coreset import DEFAULT_SCORER_ITERATIONS, class_crops, crop_losses
+    from hf_srdistill.distill.coreset import (DEFAULT_SCORER_ITERATIONS, SCORER_BATCH, SCORER_LOSS, class_crops,
+                                              crop_losses, scorer_patch)
     from hf_srdistill.models import build_model
     from hf_srdistill.pipeline import scorer_config
 
     d = cfg.distill
     model_cfg, is_reference = scorer_config(cfg)
-    train = None if is_reference else time_train_steps(model_cfg, 16, min(96, d.image_size), "l2", images, device)
+    train = None if is_reference else time_train_steps(model_cfg, SCORER_BATCH, scorer_patch(d.image_size),
+                                                        SCORER_LOSS, images, device)
     _, crops = class_crops(sizes.samples[0], d.image_size, d.image_size)
     model = build_model(model_cfg).to(device)
     crop_losses(model, crops[:8], model_cfg.scale, device)  # warm-up
@@ -483,11 +485,12 @@ def _references(cfg, main_job: bool) -> tuple[list, str]:
     """The models distillation matches against (pretrained, or [] = fresh ones), and a note."""
     from hf_srdistill.distill.loop import load_references
     from hf_srdistill.models import build_model
+    from hf_srdistill.pipeline import reference_models
 
     d = cfg.distill
     if main_job and cfg.reference_train is not None:
-        models = cfg.reference_models or [d.reference]
-        return [build_model(m) for m in models], "references trained by the job: timed with fresh weights"
+        models = [build_model(m) for m in reference_models(cfg)]
+        return models, "references trained by the job: timed with fresh weights"
     if not (d.reference_path or d.reference_pool):
         return [], "a fresh reference per iteration"
     try:
@@ -552,10 +555,12 @@ def make_plan(cfg, photos: int | None = None, photo_size: tuple[int, int] | None
         crop = cfg.data.crop_size
         loop_store, _ = reopen(store, LOOP_DECODED_CACHE_MB, sizes.subimages, crop)
         if main_job and cfg.reference_train is not None:
+            from hf_srdistill.pipeline import reference_models
+
             rt = cfg.reference_train
             images, fits = _train_images(store, rt.decoded_cache_mb, sizes.subimages, crop)
             runs = [time_train_steps(m, rt.batch_size, rt.patch_size, rt.loss, images, device, fits)
-                    for m in (cfg.reference_models or [d.reference])]
+                    for m in reference_models(cfg)]
             measured["references"] = runs
             seconds = sum(r["seconds_per_step"] for r in runs) * rt.iterations
             disk = sum(r["parameters"] * 4 * 4 for r in runs)  # weights + Adam state + a checkpoint copy

@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 
 SCORE_BATCH = 32  # crops per forward pass while scoring; bounds memory on DIV2K-sized photos
 DEFAULT_SCORER_ITERATIONS = 500  # training steps of the scorer when no pretrained one is given
+# the scorer's training recipe when none is given (plan times the same steps)
+SCORER_BATCH, SCORER_LOSS = 16, "l2"
+
+
+def scorer_patch(image_size: int) -> int:
+    return min(96, image_size)
 
 
 def class_crops(photo: np.ndarray, size: int, step: int) -> tuple[list[tuple[int, int]], np.ndarray]:
@@ -86,11 +92,12 @@ def _scorer(cfg: DistillJobConfig, reference: str | None, iterations: int, workd
     d = cfg.distill
     print(f"coreset: no pretrained reference given; training a {d.reference.name} x{d.reference.scale} "
           f"for {iterations} iterations on the data to score crops")
-    train = TrainConfig(iterations=iterations, batch_size=16, patch_size=min(96, d.image_size), lr=1e-3, loss="l2",
+    train = TrainConfig(iterations=iterations, batch_size=SCORER_BATCH, patch_size=scorer_patch(d.image_size), lr=1e-3,
+                        loss=SCORER_LOSS,
                         seed=d.seed, output_dir=str(workdir / "scorer"), resume=False,
                         checkpoint_every=max(iterations, 1))
     folder = train_sr(TrainJobConfig(data=cfg.data, model=d.reference, train=train))
-    return load_model(folder), {"kind": "trained on the data", "iterations": iterations, "loss": "l2",
+    return load_model(folder), {"kind": "trained on the data", "iterations": iterations, "loss": SCORER_LOSS,
                                 "model": dataclasses.asdict(d.reference), "seed": d.seed}
 
 

@@ -313,4 +313,3 @@ def test_stale_tmp_files_of_a_killed_run_are_removed(tiny_job):
     (ckpt_dir.parent / ".provenance.json.x2.tmp").write_text("half")
     distill(cfg)
     assert not list(ckpt_dir.glob(".*.tmp")) and not list(ckpt_dir.parent.glob(".*.tmp"))
-
