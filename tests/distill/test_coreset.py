@@ -12,7 +12,7 @@ from PIL import Image
 
 from hf_srdistill.config import DataConfig, DistillConfig, DistillJobConfig, ModelConfig
 from hf_srdistill.data import imresize
-from hf_srdistill.distill.coreset import make_coreset_set, select_hardest
+from hf_srdistill.distill.coreset import make_coreset_set, select_hardest, tile_mosaic
 from hf_srdistill.models import build_model
 
 SIZE = 32  # crop side; the photos below are multiples of it, so the grid is plain tiling
@@ -34,12 +34,12 @@ def job(tmp_path):
     return cfg, photos, tmp_path / "ref"
 
 
-def _hand_ranking(model, photo, outlier_pct, k):
+def _hand_ranking(model, photo, outlier_pct, k, size=SIZE):
     """Loss of every tile computed one at a time, sorted by hand."""
     scored = []
-    for top in range(0, photo.shape[0] - SIZE + 1, SIZE):
-        for left in range(0, photo.shape[1] - SIZE + 1, SIZE):
-            crop = photo[top:top + SIZE, left:left + SIZE]
+    for top in range(0, photo.shape[0] - size + 1, size):
+        for left in range(0, photo.shape[1] - size + 1, size):
+            crop = photo[top:top + size, left:left + size]
             hr = torch.tensor(crop, dtype=torch.float64).permute(2, 0, 1)[None] / 255
             with torch.no_grad():
                 sr = model(imresize(hr.float(), 0.5)).double()
@@ -72,12 +72,46 @@ def test_coreset_keeps_the_hardest_crops(job, outlier_pct):
     assert '"pretrained"' in text and str(ref) in text
 
 
+def test_mosaic_tiles_the_hardest_smaller_crops_hardest_first(job):
+    from hf_srdistill.data.set_folder import read_labelled_set
+    from hf_srdistill.models import load_model
+
+    cfg, photos, ref = job
+    folder = make_coreset_set(cfg, reference=str(ref), tiles=2)
+    rows = read_labelled_set(folder)
+    model = load_model(ref).eval()
+    half = SIZE // 2
+    for name, photo in photos.items():
+        expect = [crop for *_, crop in _hand_ranking(model, photo, 0.0, k=8, size=half)]
+        for j in range(2):  # image j: crops 4j..4j+3, row-major
+            img = rows[name][j]
+            assert img.shape == (SIZE, SIZE, 3)
+            quads = [img[:half, :half], img[:half, half:], img[half:, :half], img[half:, half:]]
+            for got, want in zip(quads, expect[4 * j:4 * j + 4]):
+                np.testing.assert_array_equal(got, want)
+    prov = json.loads((folder / "provenance.json").read_text())
+    text = json.dumps(prov)
+    assert '"mosaic"' in text and '"tiles": 2' in text
+
+
+def test_tile_mosaic_layout_and_errors(job):
+    tiles = np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3)
+    out = tile_mosaic(tiles, 2)
+    np.testing.assert_array_equal(out[2:, :2], tiles[2])  # crop 2 at row 1, column 0
+    np.testing.assert_array_equal(out[:2, 2:], tiles[1])
+    with pytest.raises(ValueError, match="needs 9 crops, got 4"):
+        tile_mosaic(tiles, 3)
+    cfg, _, ref = job
+    with pytest.raises(ValueError, match="divisor of distill.image_size=32, got 3"):
+        make_coreset_set(cfg, reference=str(ref), tiles=3)
+
+
 def test_select_hardest_by_hand():
     losses = np.array([0.1, 0.9, 0.5, 0.9, 0.3, 0.7, 0.2, 0.05, 0.6, 0.4])
     assert select_hardest(losses, 3) == [1, 3, 5]  # tie 0.9: grid order
     assert select_hardest(losses, 3, outlier_pct=20) == [5, 8, 2]  # floor(2) dropped: both 0.9s
     assert select_hardest(losses, 9, outlier_pct=50) == [3, 5, 8, 2, 9, 4, 6, 0, 7]  # capped: 1 dropped
-    with pytest.raises(ValueError, match="ipc=11"):
+    with pytest.raises(ValueError, match="needs 11"):
         select_hardest(losses, 11)
 
 
@@ -97,7 +131,7 @@ def test_baseline_command_writes_each_kind(job, tmp_path, capsys):
     common = ["--data.source=folder", f"--data.path={cfg.data.path}", f"--data.crop_size={SIZE}", "--data.step=16",
               f"--data.cache_dir={cfg.data.cache_dir}", "--distill.ipc=2", f"--distill.image_size={SIZE}",
               "--distill.reference.num_features=4"]
-    for kind in ("random", "coreset"):
+    for kind in ("random", "coreset", "mosaic"):
         out = tmp_path / kind
         assert main(["baseline", f"--kind={kind}", "--scorer_iterations=2", f"--distill.output_dir={out}",
                      *common]) == 0
