@@ -33,6 +33,11 @@ from PIL import Image
 from hf_srdistill.peak_memory import PeakMemory
 
 
+# RSS sampling period: every 50 ms catches a photo's peak (each takes ~0.5 s) without taxing
+# the timed build; a 5 ms sampler walking the worker tree cost the parallel rows a fifth of a core
+SAMPLE_S = 0.05
+
+
 def synthetic_photo(seed: int, width: int, height: int) -> np.ndarray:
     """A photo-like image: a bicubic-upsampled random colour field plus fine-grained noise."""
     rng = np.random.default_rng(seed)
@@ -50,7 +55,7 @@ def worker(folder: str, cache: str, crop: int, step: int, num_proc: int) -> dict
     from hf_srdistill.data.grouped import SubImageStore
 
     cfg = DataConfig(source="folder", path=folder, crop_size=crop, step=step, cache_dir=cache, num_proc=num_proc)
-    with PeakMemory("cpu", period=0.005, children=True) as mem:
+    with PeakMemory("cpu", period=SAMPLE_S, children=True) as mem:
         t0 = time.perf_counter()
         store = SubImageStore.build(cfg)
         seconds = time.perf_counter() - t0
@@ -70,7 +75,7 @@ def basicsr_worker(folder: str, out: str, crop: int, step: int) -> dict:
     except ImportError:
         cv2 = None
     n_img = n_sub = 0
-    with PeakMemory("cpu", period=0.005) as mem:
+    with PeakMemory("cpu", period=SAMPLE_S) as mem:
         t0 = time.perf_counter()
         for path in sorted(Path(folder).glob("*.png")):
             img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if cv2 else np.asarray(Image.open(path))
@@ -162,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{last['images'] / first['images']:.0f}x the photos (store, num_proc {args.num_proc[0]}): peak RSS x"
           f"{last['peak_rss_mib'] / first['peak_rss_mib']:.2f}, images/s x"
           f"{(last['images'] / last['seconds']) / (first['images'] / first['seconds']):.2f}")
+    for n in args.sizes:  # process scaling, against the first num_proc, on this machine's cores
+        by = {r["path"]: r["seconds"] for r in rows if r["n"] == n}
+        base = by.get(f"store, num_proc {args.num_proc[0]}")
+        for k in args.num_proc[1:]:
+            print(f"{n} photos: num_proc {k} vs {args.num_proc[0]}: x{base / by[f'store, num_proc {k}']:.2f} "
+                  f"({os.cpu_count()} logical CPUs)")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
     if not args.workdir:

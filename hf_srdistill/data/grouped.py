@@ -40,7 +40,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from hf_srdistill.config import DataConfig
-from hf_srdistill.data.sources import SourceReport, iter_source_images, source_fingerprint
+from hf_srdistill.data.images import CorruptImageError
+from hf_srdistill.data.sources import SourceReport, decode_value, iter_source_items, source_fingerprint
 from hf_srdistill.data.subimages import extract_subimages, subimage_positions
 
 __all__ = ["SubImageStore"]
@@ -75,9 +76,16 @@ def _covers(positions: list[int], crop_size: int, length: int) -> bool:
 
 
 def _encode_photo(item: tuple) -> tuple:
-    """One photo's PNG sub-images with their positions, and the photo as PNG when the crops
-    do not cover it (runs in a worker)."""
-    name, img, crop_size, step, thresh_size = item
+    """Decode one raw item and return its PNG sub-images with their positions, and the photo
+    as PNG when the crops do not cover it; or ``(name, reason)`` when it is skipped. Runs in a
+    worker, so decoding is parallel too."""
+    name, value, crop_size, step, thresh_size = item
+    try:
+        img = decode_value(value, name)
+    except (CorruptImageError, ValueError) as err:
+        return name, str(err)
+    if min(img.shape[:2]) < crop_size:
+        return name, f"image of size {img.shape[0]}x{img.shape[1]} is smaller than data.crop_size={crop_size}"
     h, w = img.shape[:2]
     ys, xs = subimage_positions(h, w, crop_size, step, thresh_size)
     crops = extract_subimages(img, crop_size, step, thresh_size)
@@ -90,8 +98,8 @@ def _encode_photo(item: tuple) -> tuple:
 def ordered_map(fn, items: Iterable, num_proc: int = 1) -> Iterator:
     """``map(fn, items)`` on ``num_proc`` processes, in order, with at most 2 x num_proc items in flight.
 
-    The items are produced (decoded) here and encoded in the workers, so memory stays a few
-    photos per process however large the source is.
+    At most 2 x num_proc items are read ahead of the consumer, so memory stays a few photos per
+    process however large the source is.
     """
     if num_proc <= 1:
         yield from map(fn, items)
@@ -141,21 +149,16 @@ def _write_cache(cfg: DataConfig, out: Path, fingerprint: str) -> None:
     subs = _ArrowTable(out / "subimages.arrow", sub_features, _SUB_ROWS)
     srcs = _ArrowTable(out / "sources.arrow", src_features, _SRC_ROWS)
     report, names, counts = SourceReport(), [], []
-
-    def large_enough():
-        for name, img in iter_source_images(cfg, report):
-            h, w = img.shape[:2]
-            if min(h, w) < cfg.crop_size:
-                reason = f"image of size {h}x{w} is smaller than data.crop_size={cfg.crop_size}"
-                log.warning("skipping %s: %s", name, reason)
-                report.skipped.append((name, reason))
-                continue
-            yield name, img, cfg.crop_size, cfg.step, cfg.thresh_size
-
-    photos = tqdm(ordered_map(_encode_photo, large_enough(), cfg.num_proc), desc="sub-images", unit="photo",
-                  total=cfg.max_images, disable=None)
+    items = ((name, value, cfg.crop_size, cfg.step, cfg.thresh_size) for name, value in iter_source_items(cfg))
+    results = ordered_map(_encode_photo, items, cfg.num_proc)
+    photos = tqdm(results, desc="sub-images", unit="photo", total=cfg.max_images, disable=None)
     try:
-        for name, (h, w), crops, source_png in photos:
+        for result in photos:
+            if len(result) == 2:
+                log.warning("skipping %s: %s", *result)
+                report.skipped.append(result)
+                continue
+            name, (h, w), crops, source_png = result
             label = len(names)
             for png, top, left in crops:
                 subs.add({"image": png, "label": label, "top": top, "left": left})
@@ -163,8 +166,11 @@ def _write_cache(cfg: DataConfig, out: Path, fingerprint: str) -> None:
             names.append(name)
             counts.append(len(crops))
             photos.set_postfix(subimages=sum(counts), skipped=len(report.skipped))
+            if cfg.max_images is not None and len(names) >= cfg.max_images:
+                break
     finally:
         photos.close()
+        results.close()  # stops the workers (and a streamed source) at max_images
         subs.close()
         srcs.close()
     if not names:

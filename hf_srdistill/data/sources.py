@@ -28,7 +28,7 @@ from hf_srdistill.data.mini import MINI_SPLITS, load_mini, mini_data_dir
 from hf_srdistill.data.photos import manifest_digest, prepare_photos
 
 __all__ = ["DataNotFoundError", "SourceReport", "DIV2K_URLS", "IMAGE_SUFFIXES", "iter_source_images",
-           "list_image_files", "folder_items", "archive_items", "decode_items", "source_fingerprint"]
+           "iter_source_items", "decode_value", "list_image_files", "folder_items", "archive_items", "decode_items", "source_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -209,20 +209,39 @@ def iter_source_images(cfg: DataConfig, report: SourceReport | None = None
     yield from decode_items(_raw_items(cfg), report, cfg.max_images, f"data source {cfg.source}")
 
 
-def decode_items(items: Iterable[tuple[str | None, Any]], report: SourceReport | None = None,
-                 max_images: int | None = None, label: str = "images", skip_bad: bool = True
-                 ) -> Iterator[tuple[str, np.ndarray]]:
-    """Name and decode raw items; bad images are logged and counted (or raised if not ``skip_bad``)."""
-    report = report if report is not None else SourceReport()
+def named_items(items: Iterable[tuple[str | None, Any]]) -> Iterator[tuple[str, Any]]:
+    """Give every raw item a unique name: its stem, else its index; repeats get ``-index``."""
     used: set[str] = set()
     for index, (stem, value) in enumerate(items):
         name = stem or f"{index:06d}"
         while name in used:
             name = f"{name}-{index}"
         used.add(name)
+        yield name, value
+
+
+def decode_value(value: Any, name: str) -> np.ndarray:
+    """HWC uint8 RGB of one raw item; CorruptImageError or ValueError when it is not an image."""
+    if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 3:
+        return value
+    return _decode_value(value, name)
+
+
+def iter_source_items(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
+    """``(name, raw item)`` of the source, undecoded (a path, bytes, an array), so the decoding can
+    run where the work is (the store's worker processes). Not capped by ``max_images``: only
+    the decoder knows which items are readable."""
+    yield from named_items(_raw_items(cfg))
+
+
+def decode_items(items: Iterable[tuple[str | None, Any]], report: SourceReport | None = None,
+                 max_images: int | None = None, label: str = "images", skip_bad: bool = True
+                 ) -> Iterator[tuple[str, np.ndarray]]:
+    """Name and decode raw items; bad images are logged and counted (or raised if not ``skip_bad``)."""
+    report = report if report is not None else SourceReport()
+    for name, value in named_items(items):
         try:
-            img = value if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 3 \
-                else _decode_value(value, name)
+            img = decode_value(value, name)
         except (CorruptImageError, ValueError) as err:
             if not skip_bad:
                 raise

@@ -70,7 +70,7 @@ def test_cache_reused_and_keyed_by_files(folder, tmp_path, photos, monkeypatch):
 
     def no_source(*a, **k):
         raise AssertionError("the source must not be read again")
-    monkeypatch.setattr(grouped, "iter_source_images", no_source)
+    monkeypatch.setattr(grouped, "iter_source_items", no_source)
     again = SubImageStore.build(_cfg(folder, tmp_path))
     assert again.path == first.path and again.fingerprint == first.fingerprint
     monkeypatch.undo()
@@ -81,13 +81,13 @@ def test_cache_reused_and_keyed_by_files(folder, tmp_path, photos, monkeypatch):
 
 
 def test_killed_build_leaves_no_cache(folder, tmp_path, monkeypatch):
-    real = grouped.iter_source_images
+    real = grouped.iter_source_items
 
-    def dies_midway(cfg, report=None):
-        it = real(cfg, report)
+    def dies_midway(cfg):
+        it = real(cfg)
         yield next(it)
         raise KeyboardInterrupt
-    monkeypatch.setattr(grouped, "iter_source_images", dies_midway)
+    monkeypatch.setattr(grouped, "iter_source_items", dies_midway)
     with pytest.raises(KeyboardInterrupt):
         SubImageStore.build(_cfg(folder, tmp_path))
     assert not list((tmp_path / "cache" / "subimages").iterdir())
@@ -104,15 +104,40 @@ def test_num_proc_builds_the_same_bytes(folder, tmp_path):
     assert [n for n, _ in two.skipped] == [n for n, _ in one.skipped] == ["d_tiny", "e_broken"]
 
 
-def test_killed_parallel_build_leaves_no_cache(folder, tmp_path, monkeypatch):
-    real = grouped.iter_source_images
+def test_workers_decode_the_photos(folder, tmp_path, monkeypatch):
+    """With num_proc > 1 the main process only lists the source: decoding happens in the workers."""
+    import os
 
-    def dies_midway(cfg, report=None):
-        it = real(cfg, report)
+    from hf_srdistill.data import sources
+
+    main, real = os.getpid(), sources._decode_value
+    decoded_in = []
+
+    def spy(value, name):
+        decoded_in.append(os.getpid())
+        if os.getpid() == main:
+            raise AssertionError(f"{name} decoded in the main process")
+        return real(value, name)
+    monkeypatch.setattr(sources, "_decode_value", spy)
+    store = SubImageStore.build(_cfg(folder, tmp_path, num_proc=2))
+    assert store.num_classes == 3 and [n for n, _ in store.skipped] == ["d_tiny", "e_broken"]
+    assert not decoded_in  # the spy ran in the forked workers only, so this process saw no call
+
+
+def test_max_images_counts_readable_photos_in_parallel(folder, tmp_path):
+    store = SubImageStore.build(_cfg(folder, tmp_path, max_images=2, num_proc=2))
+    assert store.num_classes == 2
+
+
+def test_killed_parallel_build_leaves_no_cache(folder, tmp_path, monkeypatch):
+    real = grouped.iter_source_items
+
+    def dies_midway(cfg):
+        it = real(cfg)
         yield next(it)
         yield next(it)
         raise KeyboardInterrupt
-    monkeypatch.setattr(grouped, "iter_source_images", dies_midway)
+    monkeypatch.setattr(grouped, "iter_source_items", dies_midway)
     with pytest.raises(KeyboardInterrupt):
         SubImageStore.build(_cfg(folder, tmp_path, num_proc=2))
     assert not list((tmp_path / "cache" / "subimages").iterdir())
