@@ -21,8 +21,10 @@ from hf_srdistill.config import DistillJobConfig
 from hf_srdistill.configio import ConfigError, to_dict
 from hf_srdistill.io import atomic_path
 
-# fields that may change between an interrupted run and its resume without changing the
-# result (or, for iterations, while extending a finished run)
+# fields that may change between an interrupted run and its resume (or, for iterations, while
+# extending a finished run). The execution fields (classes_per_step, batched, the chunks) change
+# only the rounding of the matching step, but some recipes amplify rounding into visible pixel
+# differences, so the resolved arithmetic is stored and a resume that changes it says so.
 RESUMABLE = {"iterations", "resume", "checkpoint_every", "snapshot_every", "output_dir",
              "classes_per_step", "batched", "real_chunk", "syn_chunk", "log_with"}
 
@@ -37,6 +39,8 @@ class DistillState:
     wall_time_s: float = 0.0
     # objective-specific state (trajectory matching: the student's log-lr and its momentum)
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    # how the matching step was computed (device, batched, resolved chunks); {} = not recorded
+    arithmetic: dict = field(default_factory=dict)
 
 
 def checkpoint_path(output_dir: str | Path) -> Path:
@@ -57,7 +61,8 @@ def save_checkpoint(path: Path, state: DistillState, cfg: DistillJobConfig, fing
         tensors["momentum"] = state.momentum.detach().float().cpu().contiguous()
     tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in state.extra.items()})
     meta = {"iteration": str(state.iteration), "wall_time_s": repr(float(state.wall_time_s)),
-            "identity": json.dumps(_identity(cfg, fingerprint), sort_keys=True)}
+            "identity": json.dumps(_identity(cfg, fingerprint), sort_keys=True),
+            "arithmetic": json.dumps(state.arithmetic, sort_keys=True)}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
@@ -84,5 +89,17 @@ def load_checkpoint(path: Path, cfg: DistillJobConfig, fingerprint: str) -> Dist
     return DistillState(iteration=int(meta["iteration"]), images=t["images"], momentum=t.get("momentum"),
                         snapshots=t["snapshots"], snapshot_iters=t["snapshot_iters"].tolist(),
                         wall_time_s=float(meta["wall_time_s"]),
-                        extra={k[6:]: v for k, v in t.items() if k.startswith("extra.")})
+                        extra={k[6:]: v for k, v in t.items() if k.startswith("extra.")},
+                        arithmetic=json.loads(meta.get("arithmetic", "{}")))
+
+
+def arithmetic_change(saved: dict, now: dict) -> str | None:
+    """One line saying how a resume computes differently from the run it continues, or None."""
+    if not saved or saved == now:
+        return None
+    diff = ", ".join(f"{k} {saved.get(k)} -> {now.get(k)}" for k in sorted(set(saved) | set(now))
+                     if saved.get(k) != now.get(k))
+    return (f"resuming with other arithmetic ({diff}): the set will differ from an uninterrupted run by "
+            "rounding, which some recipes amplify; set distill.real_chunk / syn_chunk / classes_per_step "
+            "to the saved values to resume exactly")
 

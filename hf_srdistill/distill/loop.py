@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -38,7 +39,8 @@ from hf_srdistill.accel import make_accelerator, seed_for
 from hf_srdistill.config import DistillJobConfig
 from hf_srdistill.configio import ConfigError
 from hf_srdistill.data import imresize
-from hf_srdistill.distill.checkpoint import DistillState, checkpoint_path, load_checkpoint, save_checkpoint
+from hf_srdistill.distill.checkpoint import (DistillState, arithmetic_change, checkpoint_path, load_checkpoint,
+                                             save_checkpoint)
 from hf_srdistill.distill.class_agnostic import group_store, initial_images, real_store, set_layout
 from hf_srdistill.distill.dm import dm_match_and_backward, real_forward_chunk
 from hf_srdistill.distill.export import write_image_set
@@ -142,6 +144,11 @@ class _Run:
         self.real_chunk = d.real_chunk or (real_forward_chunk(d.batch_real, acc.device) if d.objective == "dm"
                                            else auto_chunk(acc.device))
         self.syn_chunk = d.syn_chunk or auto_chunk(acc.device)
+        self.arithmetic = {"device": acc.device.type, "batched": d.batched, "classes_per_step": d.classes_per_step,
+                           "real_chunk": self.real_chunk, "syn_chunk": self.syn_chunk}
+        change = arithmetic_change(state.arithmetic, self.arithmetic) if state is not None else None
+        if change and acc.is_main_process:
+            print(f"distill: warning: {change}", file=sys.stderr)
 
     def _match(self, model, syn: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         d = self.d
@@ -172,7 +179,7 @@ class _Run:
         return DistillState(iteration=self.iteration, images=self.gather_rows(images).cpu(),
                             momentum=self.gather_rows(momentum).cpu() if has_m else None,
                             snapshots=snaps, snapshot_iters=list(self.snapshot_iters),
-                            wall_time_s=self.wall0 + time.time())
+                            wall_time_s=self.wall0 + time.time(), arithmetic=self.arithmetic)
 
     def save(self, state: DistillState) -> None:
         if self.acc.is_main_process:

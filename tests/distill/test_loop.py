@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -119,6 +120,24 @@ def test_history_and_loss_curve_survive_a_kill(tiny_job, tmp_path, monkeypatch):
     monkeypatch.setattr(loop_mod, "save_checkpoint", real)
     distill(_with(killed, resume=True))
     assert _rows(tmp_path / "killed") == _rows(whole)
+
+
+def test_resume_with_other_arithmetic_says_so(tiny_job, tmp_path, capsys):
+    from safetensors import safe_open
+
+    from hf_srdistill.distill.checkpoint import checkpoint_path
+
+    cfg = _with(tiny_job(), iterations=2)
+    distill(cfg)
+    with safe_open(str(checkpoint_path(cfg.distill.output_dir)), framework="pt") as f:
+        saved = json.loads(f.metadata()["arithmetic"])
+    assert saved == {"device": "cpu", "batched": True, "classes_per_step": cfg.distill.classes_per_step,
+                     "real_chunk": 1, "syn_chunk": 1}  # auto_chunk on a CPU: one class per call
+    capsys.readouterr()
+    distill(_with(cfg, iterations=3, resume=True))  # same arithmetic: silent
+    assert "other arithmetic" not in capsys.readouterr().err
+    distill(_with(cfg, iterations=4, resume=True, syn_chunk=2))
+    assert "resuming with other arithmetic (syn_chunk 1 -> 2)" in capsys.readouterr().err
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tiny_job, tmp_path):
