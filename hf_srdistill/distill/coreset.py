@@ -13,11 +13,16 @@ class never share pixels: with overlap the top picks are often shifted copies of
 region, which wastes the budget. With ``step = data.step`` and ``image_size =
 data.crop_size`` the candidates are exactly the BasicSR sub-images.
 
-``tiles`` > 1 makes each image a mosaic (RDED-style): a tiles x tiles grid of the class's
-hardest non-overlapping crops of side image_size / tiles, at native scale. At a fixed pixel
-budget this trades one large region for tiles^2 distinct ones: more kinds of local structure,
-at the price of seams that a judge's patches straddle (each still an exact HR/LR pair, since
-the judge downscales the mosaic itself).
+``tiles`` > 1 makes each image a mosaic (RDED-style): a tiles x tiles grid of hard crops of
+side image_size / tiles, at native scale. At a fixed pixel budget this trades one large region
+for tiles^2 distinct ones: more kinds of local structure, at the price of seams that a judge's
+patches straddle (each still an exact HR/LR pair, since the judge downscales the mosaic itself).
+The hardest small crops of a photo are usually neighbours in one textured patch, which would
+rebuild the plain coreset crop in pieces, so the picks are spread: greedily by loss, skipping
+crops within ``min_distance`` px of one already taken (filled up by loss if too few remain).
+The default, the set's image side, keeps them out of one another's neighbourhood while still
+letting them come from the same textured part of the photo; a sub-image's distance (480) on
+the photos suite filled mosaics with flat sky and bokeh.
 
 The scorer is a pretrained model when one is given (``reference`` or
 ``distill.reference_path``); otherwise an SRCNN of ``distill.reference``'s shape is trained
@@ -73,18 +78,36 @@ def crop_losses(model: torch.nn.Module, crops: np.ndarray, scale: int, device: t
     return torch.cat(out).numpy()
 
 
-def select_hardest(losses: np.ndarray, k: int, outlier_pct: float = 0.0) -> list[int]:
-    """Indices of the ``k`` highest losses after dropping the top ``outlier_pct`` % (ties: grid order).
-
-    The number dropped is floor(pct/100 * n), capped so that ``k`` candidates remain.
-    """
+def _ranked(losses: np.ndarray, k: int, outlier_pct: float) -> list[int]:
+    """Candidate indices by falling loss after dropping the top ``outlier_pct`` % (ties: grid
+    order); floor(pct/100 * n) are dropped, capped so that ``k`` remain."""
     n = len(losses)
     if n < k:
         raise ValueError(f"{n} candidate crops but the set needs {k} (ipc x tiles^2): lower distill.image_size, "
                          "the coreset step or the tiles")
     drop = min(int(math.floor(outlier_pct / 100.0 * n)), n - k)
-    order = np.argsort(-np.asarray(losses), kind="stable")
-    return [int(i) for i in order[drop:drop + k]]
+    return [int(i) for i in np.argsort(-np.asarray(losses), kind="stable")[drop:]]
+
+
+def select_hardest(losses: np.ndarray, k: int, outlier_pct: float = 0.0) -> list[int]:
+    """Indices of the ``k`` highest losses after dropping the top ``outlier_pct`` % (ties: grid order)."""
+    return _ranked(losses, k, outlier_pct)[:k]
+
+
+def select_spread(losses: np.ndarray, positions: list[tuple[int, int]], k: int, min_distance: int,
+                  outlier_pct: float = 0.0) -> list[int]:
+    """Like ``select_hardest``, but each pick at least ``min_distance`` px (Chebyshev, between
+    top-left corners) from the earlier ones; when fewer than ``k`` qualify, the rest are the
+    hardest of the others. ``min_distance`` 0 is ``select_hardest``."""
+    ranked = _ranked(losses, k, outlier_pct)
+    chosen: list[int] = []
+    for i in ranked:
+        y, x = positions[i]
+        if all(max(abs(y - positions[j][0]), abs(x - positions[j][1])) >= min_distance for j in chosen):
+            chosen.append(i)
+            if len(chosen) == k:
+                return chosen
+    return chosen + [i for i in ranked if i not in chosen][:k - len(chosen)]
 
 
 def tile_mosaic(tiles: np.ndarray, grid: int) -> np.ndarray:
@@ -118,12 +141,15 @@ def _scorer(cfg: DistillJobConfig, reference: str | None, iterations: int, workd
 
 def make_coreset_set(cfg: DistillJobConfig, reference: str | None = None, *, outlier_pct: float = 0.0,
                      step: int | None = None, scorer_iterations: int = DEFAULT_SCORER_ITERATIONS, store=None,
-                     folder: str | Path | None = None, device: str | None = None, tiles: int = 1) -> Path:
+                     folder: str | Path | None = None, device: str | None = None, tiles: int = 1,
+                     min_distance: int | None = None) -> Path:
     """Write the coreset of ``cfg``'s budget (ipc images of image_size per class); returns the folder.
 
     reference: a saved model (folder or Hub id) to score with; default distill.reference_path,
     and when both are None an SRCNN is trained for ``scorer_iterations`` steps. tiles: each
     image is a tiles x tiles mosaic of crops of side image_size / tiles (1 = plain crops).
+    min_distance: the spread of a mosaic's picks (default image_size, so no two come from one
+    image-sized neighbourhood; plain crops: none).
     """
     from hf_srdistill.data.grouped import SubImageStore
     from hf_srdistill.provenance import describe_source
@@ -136,6 +162,8 @@ def make_coreset_set(cfg: DistillJobConfig, reference: str | None = None, *, out
     t0 = time.time()
     size = d.image_size // tiles
     step, per_image = step or size, tiles * tiles
+    if min_distance is None:
+        min_distance = d.image_size if tiles > 1 else 0
     store = store if store is not None else SubImageStore.build(cfg.data)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory(prefix="coreset-scorer-") as work:
@@ -145,7 +173,7 @@ def make_coreset_set(cfg: DistillJobConfig, reference: str | None = None, *, out
     for c in range(store.num_classes):
         positions, crops = class_crops(store.source_image(c), size, step)
         losses = crop_losses(model, crops, scale, device)
-        chosen = select_hardest(losses, d.ipc * per_image, outlier_pct)
+        chosen = select_spread(losses, positions, d.ipc * per_image, min_distance, outlier_pct)
         for j in range(d.ipc):
             group = chosen[j * per_image:(j + 1) * per_image]
             image = tile_mosaic(crops[group], tiles)
@@ -156,7 +184,8 @@ def make_coreset_set(cfg: DistillJobConfig, reference: str | None = None, *, out
                        "left": positions[i][1], "loss": float(losses[i]), "rank": int(np.sum(losses > losses[i])),
                        "candidates": len(crops)} for k, i in enumerate(group)]
     extra = {"kind": "coreset" if tiles == 1 else "mosaic", "scorer": scorer, "scale": scale,
-             "outlier_pct": outlier_pct, "step": step, "tiles": tiles, "selected": picks}
+             "outlier_pct": outlier_pct, "step": step, "tiles": tiles, "min_distance": min_distance,
+             "selected": picks}
     out = Path(folder if folder is not None else d.output_dir)
     write_image_set(out, torch.stack(images), labels, store.class_names, ipc_index, cfg, extra=extra,
                     real_sizes=real_set_sizes(store, cfg.data), source=describe_source(cfg.data, store.fingerprint),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 
 from hf_srdistill.config import DataConfig, DistillConfig, DistillJobConfig, ModelConfig
 from hf_srdistill.data import imresize
-from hf_srdistill.distill.coreset import make_coreset_set, select_hardest, tile_mosaic
+from hf_srdistill.distill.coreset import make_coreset_set, select_hardest, select_spread, tile_mosaic
 from hf_srdistill.models import build_model
 
 SIZE = 32  # crop side; the photos below are multiples of it, so the grid is plain tiling
@@ -72,12 +73,16 @@ def test_coreset_keeps_the_hardest_crops(job, outlier_pct):
     assert '"pretrained"' in text and str(ref) in text
 
 
-def test_mosaic_tiles_the_hardest_smaller_crops_hardest_first(job):
+def _quads(img, half):
+    return [img[:half, :half], img[:half, half:], img[half:, :half], img[half:, half:]]
+
+
+def test_mosaic_without_spread_tiles_the_hardest_smaller_crops_hardest_first(job):
     from hf_srdistill.data.set_folder import read_labelled_set
     from hf_srdistill.models import load_model
 
     cfg, photos, ref = job
-    folder = make_coreset_set(cfg, reference=str(ref), tiles=2)
+    folder = make_coreset_set(cfg, reference=str(ref), tiles=2, min_distance=0)
     rows = read_labelled_set(folder)
     model = load_model(ref).eval()
     half = SIZE // 2
@@ -86,12 +91,38 @@ def test_mosaic_tiles_the_hardest_smaller_crops_hardest_first(job):
         for j in range(2):  # image j: crops 4j..4j+3, row-major
             img = rows[name][j]
             assert img.shape == (SIZE, SIZE, 3)
-            quads = [img[:half, :half], img[:half, half:], img[half:, :half], img[half:, half:]]
-            for got, want in zip(quads, expect[4 * j:4 * j + 4]):
+            for got, want in zip(_quads(img, half), expect[4 * j:4 * j + 4]):
                 np.testing.assert_array_equal(got, want)
     prov = json.loads((folder / "provenance.json").read_text())
     text = json.dumps(prov)
     assert '"mosaic"' in text and '"tiles": 2' in text
+
+
+def test_mosaic_spreads_its_picks_by_default(job):
+    from hf_srdistill.data.set_folder import read_labelled_set
+
+    cfg, photos, ref = job
+    cfg = dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, ipc=1))
+    folder = make_coreset_set(cfg, reference=str(ref), tiles=2)
+    rows, half = read_labelled_set(folder), SIZE // 2
+    extra = json.loads((folder / "provenance.json").read_text())["extra"]
+    assert extra["min_distance"] == SIZE  # the image side
+    for name, photo in photos.items():
+        picks = [(p["top"], p["left"]) for p in extra["selected"] if p["class"] == name]
+        assert len(picks) == 4
+        for k, (y, x) in enumerate(picks):  # the tiles are the photo's pixels at the recorded places
+            np.testing.assert_array_equal(_quads(rows[name][0], half)[k], photo[y:y + half, x:x + half])
+        # 4 picks 32 px apart fit in both photos, so no fill-up was needed
+        assert all(max(abs(a[0] - b[0]), abs(a[1] - b[1])) >= SIZE for i, a in enumerate(picks) for b in picks[:i])
+
+
+def test_select_spread_by_hand():
+    losses = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    positions = [(0, 0), (0, 10), (0, 40), (50, 0), (5, 5)]
+    assert select_spread(losses, positions, 3, 30) == [0, 2, 3]  # 1 and 4 are within 30 px of 0
+    assert select_spread(losses, positions, 3, 0) == select_hardest(losses, 3) == [0, 1, 2]
+    assert select_spread(losses, positions, 3, 100) == [0, 1, 2]  # only 0 qualifies: filled up by loss
+    assert select_spread(losses, positions, 2, 30, outlier_pct=20) == [1, 2]  # 0 dropped as the outlier
 
 
 def test_tile_mosaic_layout_and_errors(job):
