@@ -468,7 +468,7 @@ class BaselineJobConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     # downscaled = each whole photo downscaled; random = random real crops; coreset = the crops a
     # scorer SR model finds hardest (distill.reference_path, else distill.reference trained briefly);
-    # mosaic = each image a tiles x tiles grid of the hardest smaller crops, at native scale.
+    # mosaic = each image a tiles x tiles grid of hard smaller crops at native scale, spread apart.
     kind: Literal["downscaled", "random", "coreset", "mosaic"] = "coreset"
     # coreset: drop this top percentage of each class's crop losses as outliers first.
     outlier_pct: float = 0.0
