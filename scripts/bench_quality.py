@@ -9,7 +9,8 @@ Rows: the distilled set (``--distill-config``, plus any ``--extra NAME=CONFIG``)
 real data, and the equal-budget baselines built from the same data with the same ipc and
 image size: ``downscaled`` (the distillation's own initialisation, iteration 0), ``random``
 (ipc random real crops per class), ``coreset`` (the ipc crops per class an SRCNN finds
-hardest) and, when asked for, ``mosaic`` (each image a grid of that scorer's hardest smaller crops). Every (set, judge, scale, seed) is trained with one recipe — same model, steps,
+hardest) and, when asked for, ``mosaic`` (each image a grid of that scorer's hard smaller
+crops). Every (set, judge, scale, seed) is trained with one recipe — same model, steps,
 batch, patch size, learning rate and schedule — and evaluated on the same held-out photos
 (PSNR/SSIM on Y, border = scale). Every row has the same number of synthetic images and
 image side (class-agnostic rows: ``distill.num_images`` = classes x ipc of the first row).
@@ -25,7 +26,9 @@ drawn with ``--val-seed`` (never the test photos, never the judge seed) — and 
 sets; the curve goes to the run folder (curve.json), and two checkpoints are reported:
 ``eval.json`` at the final budget and ``best.json`` at the step of best validation PSNR-Y
 (chosen on validation only). The summary warns when the full-data judge has not converged
-(doubling the steps still gained >= ``--converged-db`` on validation), and scores each row,
+(doubling the steps still gained >= ``--converged-db`` on validation; with ``--half-budget-run``
+the full-data judge is also trained for half the budget on its own schedule, and the check
+compares the two annealed ends instead of a mid-schedule point), and scores each row,
 paired by seed, against downscaled, random (IOR), coreset and full (HLR = full - set), with
 the share of the full - downscaled gap it closes and a verdict at 2x the seed spread.
 
@@ -65,6 +68,7 @@ BASELINES = ("full", "downscaled", "random", "coreset", "mosaic")
 # limits the scores, and a distilled set has little room to win. (Not a strict bound: the
 # test content at 96 px is not the test content at its native scale.)
 ORACLE = "oracle"
+HALF = "full_half_budget"  # run folder of the full-data judge's separate half-budget run
 QUICK = {"overrides": ["data.max_images=2", "data.crop_size=96", "data.step=96", "distill.image_size=48",
                        "distill.iterations=1", "distill.batch_real=2", "distill.reference.num_features=4"],
          "iterations": 3, "batch_size": 4, "patch_size": 24, "seeds": [0], "scales": [2],
@@ -114,6 +118,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--val-seed", type=int, default=0, help="picks the validation crops (not a judge seed)")
     p.add_argument("--converged-db", type=float, default=0.05,
                    help="the full-data judge has converged when doubling the steps gains less (val PSNR-Y, dB)")
+    p.add_argument("--half-budget-run", action="store_true",
+                   help="also train the full-data judge for --iterations / 2 with its own schedule: the "
+                        "convergence check then compares two annealed ends, not a mid-schedule point")
     p.add_argument("--margin", type=float, default=2.0, help="verdicts: a difference beyond MARGIN x seed spread")
     p.add_argument("--output-dir", default="outputs/bench_quality")
     p.add_argument("--quick", action="store_true",
@@ -126,7 +133,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     "edsr_features", "max_test_images", "val_crops"):
             setattr(args, key, QUICK[key])
         args.coreset_scorer_iterations = QUICK["scorer_iterations"]
-    if args.distill_name in (*BASELINES, ORACLE):
+    if args.distill_name in (*BASELINES, ORACLE, HALF):
         p.error(f"--distill-name {args.distill_name!r} is a baseline row's name")
     if args.eval_every is None:
         args.eval_every = max(1, args.iterations // 20)
@@ -154,7 +161,7 @@ def distill_jobs(args) -> dict[str, DistillJobConfig]:
         own.setdefault(name, []).append(override if override.startswith("--") else f"--{override}")
     for item in args.extra:
         name, _, path = item.partition("=")
-        if not path or name in jobs or name in BASELINES or name == ORACLE:
+        if not path or name in jobs or name in (*BASELINES, ORACLE, HALF):
             raise SystemExit(f"--extra {item!r}: expected a new NAME=CONFIG")
         jobs[name] = load_config(DistillJobConfig, path, overrides + own.pop(name, []))
     if own:
@@ -330,11 +337,35 @@ def convergence_rows(curves: dict, iterations: int, threshold: float) -> list[di
     return rows
 
 
-def convergence_markdown(rows: list[dict], threshold: float) -> tuple[str, list[str]]:
-    """The table of every row's doubling gain, and the loud lines for full-data judges not converged."""
+def half_budget_rows(curves: dict, half_curves: dict, threshold: float) -> list[dict]:
+    """Per (scale, judge): the full-data judge's final validation PSNR-Y at the budget minus that
+    of its separate half-budget run, paired by seed; converged when below ``threshold``."""
+    rows = []
+    for (scale, judge), halves in sorted(half_curves.items()):
+        fulls = curves.get((scale, judge, "full"), {})
+        seeds = sorted(set(halves) & set(fulls))
+        if not seeds:
+            continue
+        gains = [fulls[k][-1]["val_psnr"] - halves[k][-1]["val_psnr"] for k in seeds]
+        gain = float(np.mean(gains))
+        rows.append({"scale": scale, "judge": judge, "seeds": seeds, "gain_db": gain, "per_seed": gains,
+                     "half_step": halves[seeds[0]][-1]["step"], "budget": fulls[seeds[0]][-1]["step"],
+                     "converged": bool(gain < threshold)})
+    return rows
+
+
+def convergence_markdown(rows: list[dict], threshold: float, halves: list[dict] = ()) -> tuple[str, list[str]]:
+    """The table of every row's doubling gain, and the loud lines for full-data judges not converged
+    (from the separate half-budget runs where there are some, the stronger evidence)."""
     loud = []
+    separate = {(h["scale"], h["judge"]): h for h in halves}
+    for h in halves:
+        if not h["converged"]:
+            loud.append(f"**WARNING: budget too short: the ranking measures speed** — the full-data {h['judge']} "
+                        f"x{h['scale']} judge gained {h['gain_db']:+.3f} dB of val PSNR-Y from its own "
+                        f"{h['half_step']}-step run to {h['budget']} steps (>= {threshold} dB); train longer.")
     for r in rows:
-        if r["set"] != "full":
+        if r["set"] != "full" or (r["scale"], r["judge"]) in separate:
             continue
         if r["converged"] is False:
             loud.append(f"**WARNING: budget too short: the ranking measures speed** — the full-data {r['judge']} "
@@ -349,6 +380,13 @@ def convergence_markdown(rows: list[dict], threshold: float) -> tuple[str, list[
         conv = "?" if r["converged"] is None else "yes" if r["converged"] else "**no**"
         lines.append(f"| {r['set']} | {r['judge']} | x{r['scale']} | {gain} | {conv} | {r['peak_step']} | "
                      f"{r['val_final']:.3f} | {r['val_peak']:.3f} |")
+    if halves:
+        lines += ["", "Separate half-budget runs of the full-data judge (own cosine schedule, paired by seed):", "",
+                  f"| judge | scale | val PSNR-Y(T) − val(T/2 run) | per seed | converged (< {threshold} dB) |",
+                  "|---|---:|---:|---|---|"]
+        lines += [f"| {h['judge']} | x{h['scale']} | {h['gain_db']:+.3f} ({h['half_step']} → {h['budget']}) | "
+                  f"{', '.join(f'{g:+.3f}' for g in h['per_seed'])} | {'yes' if h['converged'] else '**no**'} |"
+                  for h in halves]
     return "\n".join(lines) + "\n", loud
 
 
@@ -480,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     protocol = curve_protocol(args, val, tests)
     records, best_records = [], []
     curves: dict[tuple, dict[int, list[dict]]] = {}
+    half_curves: dict[tuple, dict[int, list[dict]]] = {}
     bicubic: dict[int, dict[str, float]] = {}
     for scale in args.scales:
         from hf_srdistill.evaluate import bicubic_upscaler, evaluate_upscaler
@@ -507,6 +546,17 @@ def main(argv: list[str] | None = None) -> int:
                     records += [{**key, "test_set": t, **m} for t, m in final.items()]
                     best_records += [{**key, "test_set": t, **m} for t, m in best.items()]
                     curves.setdefault((scale, judge.name, name), {})[seed] = curve
+            if args.half_budget_run and "full" in args.sets:
+                for judge in judge_models(args):
+                    run_dir = out / "runs" / HALF / f"{judge.name}_x{scale}_seed{seed}"
+                    train = dataclasses.replace(recipe, iterations=max(1, args.iterations // 2), seed=seed,
+                                                output_dir=str(run_dir),
+                                                checkpoint_every=max(1, args.iterations // 8))
+                    job = TrainJobConfig(data=jobs[args.distill_name].data,
+                                         model=dataclasses.replace(judge, scale=scale), train=train)
+                    *_, curve = judge_run(run_dir, job, tests, val, protocol, args.eval_every, lpips_metric, device,
+                                          label=f"{judge.name} x{scale} seed {seed} on full, half budget")
+                    half_curves.setdefault((scale, judge.name), {})[seed] = curve
 
     hw = hardware()
     machine = (f"{hw.get('cpu_model')} x {hw.get('cpu_count')} logical CPUs; device {device}"
@@ -530,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     score_rows = {"final": scores(records, order, refs, margin=args.margin),
                   "best_val": scores(best_records, order, refs, margin=args.margin)}
     conv = convergence_rows(curves, args.iterations, args.converged_db)
-    conv_md, loud = convergence_markdown(conv, args.converged_db)
+    halves = half_budget_rows(curves, half_curves, args.converged_db)
+    conv_md, loud = convergence_markdown(conv, args.converged_db, halves)
     if "full" not in args.sets:
         loud.append("note: no `full` row (--sets), so whether the budget has converged is not checked.")
     figures = plot_curves(out, curves, order, bicubic)
@@ -557,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "bench_quality.json", {
         "machine": machine, "args": vars(args), "records": records, "deltas": deltas,
         "best_records": best_records, "deltas_best": deltas_best, "scores": score_rows, "convergence": conv,
+        "half_budget": halves,
         "validation": protocol["val"],
         "curves": [{"scale": k[0], "judge": k[1], "set": k[2], "seed": seed, "points": c}
                    for k, by in curves.items() for seed, c in by.items()],

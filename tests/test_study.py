@@ -182,11 +182,21 @@ def test_bench_scripts_run_with_the_smallest_flags(tmp_path):
     assert "| images |" in data.stdout and "peak RSS" in data.stdout
     quality = subprocess.run([env_py, str(ROOT / "scripts" / "bench_quality.py"), "--quick",
                               "--sets", "full", "downscaled", "random", "coreset", "mosaic", "oracle",
-                              "--output-dir", str(tmp_path / "q")], capture_output=True, text=True, timeout=600)
+                              "--half-budget-run", "--output-dir", str(tmp_path / "q")],
+                             capture_output=True, text=True, timeout=600)
     assert quality.returncode == 0, quality.stderr[-3000:]
     result = json.loads((tmp_path / "q" / "bench_quality.json").read_text())
     sets = {r["set"] for r in result["records"]}
     assert sets >= {"distilled", "full", "downscaled", "random", "coreset", "mosaic", "oracle"}
+    # the full-data judges' own half-budget runs (one per judge), scored at their end
+    assert sorted(h["judge"] for h in result["half_budget"]) == ["edsr", "srcnn"]
+    half = next(h for h in result["half_budget"] if h["judge"] == "srcnn")
+    full_val = next(c["points"][-1]["val_psnr"] for c in result["curves"]
+                    if c["set"] == "full" and c["judge"] == "srcnn")
+    half_curve = json.loads(next((tmp_path / "q" / "runs" / "full_half_budget").glob("srcnn_*/curve.json")).read_text())
+    assert half["half_step"] == half_curve["points"][-1]["step"] == 1 and half["budget"] == 3
+    assert half["gain_db"] == pytest.approx(full_val - half_curve["points"][-1]["val_psnr"])
+    assert "Separate half-budget runs" in quality.stdout
     mosaic = json.loads((tmp_path / "q" / "sets" / "mosaic" / "provenance.json").read_text())
     assert mosaic["extra"]["kind"] == "mosaic" and mosaic["extra"]["tiles"] == 2
     # the oracle row is the test photos downscaled like the init, not the training photos

@@ -28,7 +28,8 @@ from hf_srdistill.data.mini import MINI_SPLITS, load_mini, mini_data_dir
 from hf_srdistill.data.photos import manifest_digest, prepare_photos
 
 __all__ = ["DataNotFoundError", "SourceReport", "DIV2K_URLS", "IMAGE_SUFFIXES", "iter_source_images",
-           "iter_source_items", "decode_value", "list_image_files", "folder_items", "archive_items", "decode_items", "source_fingerprint"]
+           "iter_source_items", "decode_value", "list_image_files", "folder_items", "archive_items",
+           "decode_items", "source_fingerprint"]
 
 log = logging.getLogger(__name__)
 
