@@ -468,20 +468,21 @@ class BaselineJobConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     # downscaled = each whole photo downscaled; random = random real crops; coreset = the crops a
     # scorer SR model finds hardest (distill.reference_path, else distill.reference trained briefly);
-    # mosaic = each image a tiles x tiles grid of hard smaller crops at native scale, spread apart.
-    kind: Literal["downscaled", "random", "coreset", "mosaic"] = "coreset"
+    # mosaic = each image a tiles x tiles grid of hard smaller crops at native scale, spread apart;
+    # mixed = a mosaic whose first tile is the whole photo downscaled.
+    kind: Literal["downscaled", "random", "coreset", "mosaic", "mixed"] = "coreset"
     # coreset: drop this top percentage of each class's crop losses as outliers first.
     outlier_pct: float = 0.0
     # coreset: steps of the scorer when distill.reference_path is unset.
     scorer_iterations: int = 500
-    # mosaic: crops per side of each image (distill.image_size must be a multiple).
+    # mosaic / mixed: tiles per side of each image (distill.image_size must be a multiple).
     tiles: int = 2
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.outlier_pct < 100.0:
             raise ValueError(f"outlier_pct must be in [0, 100), got {self.outlier_pct}")
         _check_positive("baseline", scorer_iterations=self.scorer_iterations, tiles=self.tiles)
-        if self.kind == "mosaic" and self.distill.image_size % self.tiles:
+        if self.kind in ("mosaic", "mixed") and self.distill.image_size % self.tiles:
             raise ValueError(f"baseline.tiles={self.tiles} must divide distill.image_size={self.distill.image_size}")
 
 

@@ -10,7 +10,7 @@ real data, and the equal-budget baselines built from the same data with the same
 image size: ``downscaled`` (the distillation's own initialisation, iteration 0), ``random``
 (ipc random real crops per class), ``coreset`` (the ipc crops per class an SRCNN finds
 hardest) and, when asked for, ``mosaic`` (each image a grid of that scorer's hard smaller
-crops). Every (set, judge, scale, seed) is trained with one recipe — same model, steps,
+crops) and ``mixed`` (the same grid with the photo downscaled as its first tile). Every (set, judge, scale, seed) is trained with one recipe — same model, steps,
 batch, patch size, learning rate and schedule — and evaluated on the same held-out photos
 (PSNR/SSIM on Y, border = scale). Every row has the same number of synthetic images and
 image side (class-agnostic rows: ``distill.num_images`` = classes x ipc of the first row).
@@ -61,7 +61,7 @@ from hf_srdistill.study_report import write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "study" / "mini" / "pixel_downscaled_ipc1.yaml"
-BASELINES = ("full", "downscaled", "random", "coreset", "mosaic")
+BASELINES = ("full", "downscaled", "random", "coreset", "mosaic", "mixed")
 # not a baseline but a diagnostic: the held-out test photos themselves, downscaled like the
 # init, at the same budget. It asks how much a set gains by showing the judge the test
 # content: if that gains little over `downscaled`, the judge's budget, not the set's content,
@@ -106,7 +106,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--coreset-scorer-iterations", type=int, default=300)
     p.add_argument("--coreset-outlier-pct", type=float, default=0.0)
     p.add_argument("--mosaic-tiles", type=int, default=2,
-                   help="mosaic row: each image a TILES x TILES grid of the coreset scorer's hardest smaller crops")
+                   help="mosaic / mixed rows: each image a TILES x TILES grid of the coreset scorer's hard smaller "
+                        "crops (mixed: the first tile is the photo downscaled)")
     p.add_argument("--test-sets", nargs="+", default=["mini"])
     p.add_argument("--test-root")
     p.add_argument("--max-test-images", type=int, help="evaluate on the first N images of each test set only")
@@ -215,10 +216,10 @@ def build_sets(args, jobs: dict[str, DistillJobConfig], out: Path, scale: int, s
         folder = out / "sets" / f"{kind}{seed_tag}"  # baselines do not depend on the judge scale
         if not is_complete(folder):
             job = job_for(base, folder)
-            if kind in ("coreset", "mosaic"):
+            if kind in ("coreset", "mosaic", "mixed"):
                 make_coreset_set(job, reference=args.coreset_reference, outlier_pct=args.coreset_outlier_pct,
                                  scorer_iterations=args.coreset_scorer_iterations, folder=folder,
-                                 tiles=args.mosaic_tiles if kind == "mosaic" else 1)
+                                 tiles=1 if kind == "coreset" else args.mosaic_tiles, thumbnail=kind == "mixed")
             elif kind == ORACLE:
                 make_baseline_set("downscaled", oracle_job(job, args.test_sets))
             else:
@@ -510,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
                            "coreset": [args.coreset_reference, args.coreset_scorer_iterations,
                                        args.coreset_outlier_pct]},
                      {**{name: dataclasses.asdict(job) for name, job in jobs.items()},
-                      **({"mosaic": {"tiles": args.mosaic_tiles}} if "mosaic" in args.sets else {})})
+                      **{k: {"tiles": args.mosaic_tiles} for k in ("mosaic", "mixed") if k in args.sets}})
     except ConfigError as err:
         print(f"bench_quality: {err}", file=sys.stderr)
         return 2

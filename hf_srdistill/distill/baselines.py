@@ -46,9 +46,9 @@ def make_baseline_set(kind: str, cfg: DistillJobConfig, store=None, folder: str 
 def build_baseline(cfg: BaselineJobConfig) -> Path:
     """The ``baseline`` command: write ``cfg.kind``'s set to distill.output_dir."""
     job = DistillJobConfig(data=cfg.data, distill=cfg.distill)
-    if cfg.kind in ("coreset", "mosaic"):
+    if cfg.kind in ("coreset", "mosaic", "mixed"):
         from hf_srdistill.distill.coreset import make_coreset_set
 
         return make_coreset_set(job, outlier_pct=cfg.outlier_pct, scorer_iterations=cfg.scorer_iterations,
-                                tiles=cfg.tiles if cfg.kind == "mosaic" else 1)
+                                tiles=1 if cfg.kind == "coreset" else cfg.tiles, thumbnail=cfg.kind == "mixed")
     return make_baseline_set(cfg.kind, job)

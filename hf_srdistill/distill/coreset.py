@@ -24,6 +24,11 @@ The default, the set's image side, keeps them out of one another's neighbourhood
 letting them come from the same textured part of the photo; a sub-image's distance (480) on
 the photos suite filled mosaics with flat sky and bokeh.
 
+``thumbnail`` makes the first tile of each mosaic the photo downscaled (as the ``downscaled``
+init: the centre square, then random windows for ipc > 1) and the others hard native crops:
+hard crops alone carry texture but not the photo's range of content and intensity, and a
+converged judge trained on them fails on what they lack (dark, flat regions; README).
+
 The scorer is a pretrained model when one is given (``reference`` or
 ``distill.reference_path``); otherwise an SRCNN of ``distill.reference``'s shape is trained
 briefly on the same data with the project's trainer, and the set's provenance says which.
@@ -118,6 +123,14 @@ def tile_mosaic(tiles: np.ndarray, grid: int) -> np.ndarray:
     return tiles.reshape(grid, grid, t, t, 3).transpose(0, 2, 1, 3, 4).reshape(grid * t, grid * t, 3)
 
 
+def _thumbnails(photo: np.ndarray, ipc: int, size: int, seed: int, cls: int) -> np.ndarray:
+    """(ipc, size, size, 3) uint8: the ``downscaled`` init's images of this class at tile size."""
+    from hf_srdistill.distill.synthetic import INIT_STREAM, class_generator, downscaled_images
+
+    small = downscaled_images(photo, ipc, size, class_generator(seed, cls, INIT_STREAM))
+    return small.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
 def _scorer(cfg: DistillJobConfig, reference: str | None, iterations: int, workdir: Path) -> tuple[torch.nn.Module, dict]:
     """The pretrained model if given, else an SRCNN trained briefly on the data; and how it was made."""
     from hf_srdistill.models import load_model
@@ -142,14 +155,15 @@ def _scorer(cfg: DistillJobConfig, reference: str | None, iterations: int, workd
 def make_coreset_set(cfg: DistillJobConfig, reference: str | None = None, *, outlier_pct: float = 0.0,
                      step: int | None = None, scorer_iterations: int = DEFAULT_SCORER_ITERATIONS, store=None,
                      folder: str | Path | None = None, device: str | None = None, tiles: int = 1,
-                     min_distance: int | None = None) -> Path:
+                     min_distance: int | None = None, thumbnail: bool = False) -> Path:
     """Write the coreset of ``cfg``'s budget (ipc images of image_size per class); returns the folder.
 
     reference: a saved model (folder or Hub id) to score with; default distill.reference_path,
     and when both are None an SRCNN is trained for ``scorer_iterations`` steps. tiles: each
     image is a tiles x tiles mosaic of crops of side image_size / tiles (1 = plain crops).
     min_distance: the spread of a mosaic's picks (default image_size, so no two come from one
-    image-sized neighbourhood; plain crops: none).
+    image-sized neighbourhood; plain crops: none). thumbnail: tile 0 of each mosaic is the photo
+    downscaled to a tile.
     """
     from hf_srdistill.data.grouped import SubImageStore
     from hf_srdistill.provenance import describe_source
@@ -159,9 +173,12 @@ def make_coreset_set(cfg: DistillJobConfig, reference: str | None = None, *, out
     d = cfg.distill
     if tiles < 1 or d.image_size % tiles:
         raise ValueError(f"tiles must be a positive divisor of distill.image_size={d.image_size}, got {tiles}")
+    if thumbnail and tiles < 2:
+        raise ValueError("a thumbnail tile needs a mosaic: tiles >= 2")
     t0 = time.time()
     size = d.image_size // tiles
     step, per_image = step or size, tiles * tiles
+    hard = per_image - int(thumbnail)  # hard crops per image
     if min_distance is None:
         min_distance = d.image_size if tiles > 1 else 0
     store = store if store is not None else SubImageStore.build(cfg.data)
@@ -171,21 +188,25 @@ def make_coreset_set(cfg: DistillJobConfig, reference: str | None = None, *, out
     scale = int(model.scale)
     images, labels, ipc_index, picks = [], [], [], []
     for c in range(store.num_classes):
-        positions, crops = class_crops(store.source_image(c), size, step)
+        photo = store.source_image(c)
+        positions, crops = class_crops(photo, size, step)
         losses = crop_losses(model, crops, scale, device)
-        chosen = select_spread(losses, positions, d.ipc * per_image, min_distance, outlier_pct)
+        chosen = select_spread(losses, positions, d.ipc * hard, min_distance, outlier_pct)
+        thumbs = _thumbnails(photo, d.ipc, size, d.seed, c) if thumbnail else None
         for j in range(d.ipc):
-            group = chosen[j * per_image:(j + 1) * per_image]
-            image = tile_mosaic(crops[group], tiles)
-            images.append(torch.from_numpy(image).permute(2, 0, 1).float() / 255.0)
+            group = chosen[j * hard:(j + 1) * hard]
+            parts = crops[group] if thumbs is None else np.concatenate([thumbs[j:j + 1], crops[group]])
+            images.append(torch.from_numpy(tile_mosaic(parts, tiles)).permute(2, 0, 1).float() / 255.0)
             labels.append(c)
             ipc_index.append(j)
-            picks += [{"class": store.class_names[c], "image": j, "tile": k, "top": positions[i][0],
+            if thumbs is not None:
+                picks.append({"class": store.class_names[c], "image": j, "tile": 0, "thumbnail": True})
+            picks += [{"class": store.class_names[c], "image": j, "tile": k + int(thumbnail), "top": positions[i][0],
                        "left": positions[i][1], "loss": float(losses[i]), "rank": int(np.sum(losses > losses[i])),
                        "candidates": len(crops)} for k, i in enumerate(group)]
-    extra = {"kind": "coreset" if tiles == 1 else "mosaic", "scorer": scorer, "scale": scale,
-             "outlier_pct": outlier_pct, "step": step, "tiles": tiles, "min_distance": min_distance,
-             "selected": picks}
+    kind = "coreset" if tiles == 1 else "mixed" if thumbnail else "mosaic"
+    extra = {"kind": kind, "scorer": scorer, "scale": scale, "outlier_pct": outlier_pct, "step": step,
+             "tiles": tiles, "min_distance": min_distance, "thumbnail": thumbnail, "selected": picks}
     out = Path(folder if folder is not None else d.output_dir)
     write_image_set(out, torch.stack(images), labels, store.class_names, ipc_index, cfg, extra=extra,
                     real_sizes=real_set_sizes(store, cfg.data), source=describe_source(cfg.data, store.fingerprint),

@@ -116,6 +116,30 @@ def test_mosaic_spreads_its_picks_by_default(job):
         assert all(max(abs(a[0] - b[0]), abs(a[1] - b[1])) >= SIZE for i, a in enumerate(picks) for b in picks[:i])
 
 
+def test_mixed_mosaic_starts_with_the_downscaled_photo(job):
+    from hf_srdistill.data.set_folder import read_labelled_set
+    from hf_srdistill.distill.synthetic import INIT_STREAM, class_generator, downscaled_images
+
+    cfg, photos, ref = job
+    folder = make_coreset_set(cfg, reference=str(ref), tiles=2, thumbnail=True)
+    rows, half = read_labelled_set(folder), SIZE // 2
+    extra = json.loads((folder / "provenance.json").read_text())["extra"]
+    assert extra["kind"] == "mixed" and extra["thumbnail"] is True
+    for c, (name, photo) in enumerate(sorted(photos.items())):
+        thumbs = downscaled_images(photo, 2, half, class_generator(cfg.distill.seed, c, INIT_STREAM))
+        crops = [(p["image"], p["tile"], p.get("top"), p.get("left")) for p in extra["selected"] if p["class"] == name]
+        assert len(crops) == 2 * 4 and sum(t == 0 for _, t, _, _ in crops) == 2
+        for j, tile, y, x in crops:
+            got = _quads(rows[name][j], half)[tile]
+            if tile == 0:  # the downscaled init's image j at tile size (uint8-rounded)
+                want = thumbs[j].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+                np.testing.assert_array_equal(got, want)
+            else:
+                np.testing.assert_array_equal(got, photo[y:y + half, x:x + half])
+    with pytest.raises(ValueError, match="tiles >= 2"):
+        make_coreset_set(cfg, reference=str(ref), thumbnail=True)
+
+
 def test_select_spread_by_hand():
     losses = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
     positions = [(0, 0), (0, 10), (0, 40), (50, 0), (5, 5)]
@@ -162,7 +186,7 @@ def test_baseline_command_writes_each_kind(job, tmp_path, capsys):
     common = ["--data.source=folder", f"--data.path={cfg.data.path}", f"--data.crop_size={SIZE}", "--data.step=16",
               f"--data.cache_dir={cfg.data.cache_dir}", "--distill.ipc=2", f"--distill.image_size={SIZE}",
               "--distill.reference.num_features=4"]
-    for kind in ("random", "coreset", "mosaic"):
+    for kind in ("random", "coreset", "mosaic", "mixed"):
         out = tmp_path / kind
         assert main(["baseline", f"--kind={kind}", "--scorer_iterations=2", f"--distill.output_dir={out}",
                      *common]) == 0
