@@ -34,7 +34,7 @@ from hf_srdistill.peak_memory import PeakMemory
 
 
 # RSS sampling period: every 50 ms catches a photo's peak (each takes ~0.5 s) without taxing
-# the timed build; a 5 ms sampler walking the worker tree cost the parallel rows a fifth of a core
+# the timed build; a 5 ms sampler walking the worker tree slowed the parallel rows by about 30 %
 SAMPLE_S = 0.05
 
 

@@ -10,9 +10,10 @@ real data, and the equal-budget baselines built from the same data with the same
 image size: ``downscaled`` (the distillation's own initialisation, iteration 0), ``random``
 (ipc random real crops per class), ``coreset`` (the ipc crops per class an SRCNN finds
 hardest) and, when asked for, ``mosaic`` (each image a grid of that scorer's hard smaller
-crops) and ``mixed`` (the same grid with the photo downscaled as its first tile). Every (set, judge, scale, seed) is trained with one recipe — same model, steps,
-batch, patch size, learning rate and schedule — and evaluated on the same held-out photos
-(PSNR/SSIM on Y, border = scale). Every row has the same number of synthetic images and
+crops) and ``mixed`` (the same grid with the photo downscaled as its first tile). Every (set,
+judge, scale, seed) is trained with one recipe — same model, steps, batch, patch size,
+learning rate and schedule — and evaluated on the same held-out photos (PSNR/SSIM on Y,
+border = scale). Every row has the same number of synthetic images and
 image side (class-agnostic rows: ``distill.num_images`` = classes x ipc of the first row).
 Seeds vary the judge's initialisation and sample order; ``--vary-distill-seed`` also
 rebuilds every set with that seed (distillation, random crops, coreset scorer). Sets are built once and judged at every scale (the reference scale of the
@@ -188,7 +189,7 @@ def set_budget(job: DistillJobConfig) -> tuple[int, int]:
 def build_sets(args, jobs: dict[str, DistillJobConfig], out: Path, scale: int, seed: int) -> dict[str, str | None]:
     """Folders of every row for one (scale, seed); built once, reused when already complete."""
     from hf_srdistill.distill import distill, make_baseline_set
-    from hf_srdistill.distill.coreset import make_coreset_set
+    from hf_srdistill.distill.coreset import CROP_SETS, crop_set_layout, make_coreset_set
 
     seed_tag = f"_seed{seed}" if args.vary_distill_seed else ""
     scale_tag = f"_x{scale}" if args.distill_per_scale else ""
@@ -216,10 +217,10 @@ def build_sets(args, jobs: dict[str, DistillJobConfig], out: Path, scale: int, s
         folder = out / "sets" / f"{kind}{seed_tag}"  # baselines do not depend on the judge scale
         if not is_complete(folder):
             job = job_for(base, folder)
-            if kind in ("coreset", "mosaic", "mixed"):
+            if kind in CROP_SETS:
                 make_coreset_set(job, reference=args.coreset_reference, outlier_pct=args.coreset_outlier_pct,
                                  scorer_iterations=args.coreset_scorer_iterations, folder=folder,
-                                 tiles=1 if kind == "coreset" else args.mosaic_tiles, thumbnail=kind == "mixed")
+                                 **crop_set_layout(kind, args.mosaic_tiles))
             elif kind == ORACLE:
                 make_baseline_set("downscaled", oracle_job(job, args.test_sets))
             else:

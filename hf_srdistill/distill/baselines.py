@@ -46,9 +46,9 @@ def make_baseline_set(kind: str, cfg: DistillJobConfig, store=None, folder: str 
 def build_baseline(cfg: BaselineJobConfig) -> Path:
     """The ``baseline`` command: write ``cfg.kind``'s set to distill.output_dir."""
     job = DistillJobConfig(data=cfg.data, distill=cfg.distill)
-    if cfg.kind in ("coreset", "mosaic", "mixed"):
-        from hf_srdistill.distill.coreset import make_coreset_set
+    from hf_srdistill.distill.coreset import CROP_SETS, crop_set_layout, make_coreset_set
 
+    if cfg.kind in CROP_SETS:
         return make_coreset_set(job, outlier_pct=cfg.outlier_pct, scorer_iterations=cfg.scorer_iterations,
-                                tiles=1 if cfg.kind == "coreset" else cfg.tiles, thumbnail=cfg.kind == "mixed")
+                                **crop_set_layout(cfg.kind, cfg.tiles))
     return make_baseline_set(cfg.kind, job)

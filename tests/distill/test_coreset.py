@@ -13,7 +13,8 @@ from PIL import Image
 
 from hf_srdistill.config import DataConfig, DistillConfig, DistillJobConfig, ModelConfig
 from hf_srdistill.data import imresize
-from hf_srdistill.distill.coreset import make_coreset_set, select_hardest, select_spread, tile_mosaic
+from hf_srdistill.distill.coreset import (crop_set_layout, make_coreset_set, select_hardest, select_spread,
+                                          tile_mosaic)
 from hf_srdistill.models import build_model
 
 SIZE = 32  # crop side; the photos below are multiples of it, so the grid is plain tiling
@@ -138,6 +139,14 @@ def test_mixed_mosaic_starts_with_the_downscaled_photo(job):
                 np.testing.assert_array_equal(got, photo[y:y + half, x:x + half])
     with pytest.raises(ValueError, match="tiles >= 2"):
         make_coreset_set(cfg, reference=str(ref), thumbnail=True)
+
+
+def test_crop_set_layout_per_kind():
+    assert crop_set_layout("coreset", 3) == {"tiles": 1, "thumbnail": False}
+    assert crop_set_layout("mosaic", 3) == {"tiles": 3, "thumbnail": False}
+    assert crop_set_layout("mixed", 2) == {"tiles": 2, "thumbnail": True}
+    with pytest.raises(ValueError, match="unknown crop set 'random'"):
+        crop_set_layout("random", 2)
 
 
 def test_select_spread_by_hand():
