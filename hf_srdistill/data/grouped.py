@@ -334,7 +334,8 @@ class SubImageStore:
         out = np.empty((n, size, size, 3), dtype=np.uint8)
         for i, (k, t, l) in enumerate(zip(picks, tops, lefts)):
             out[i] = self._decode_row(self._offsets[c] + k)[t:t + size, l:l + size]
-        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+        # contiguous: a permuted view would make every .view() of the set (the loop's per-class sums) fail
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
     def __repr__(self) -> str:
         return f"SubImageStore({self.path}, classes={self.num_classes}, subimages={len(self)})"

@@ -129,7 +129,7 @@ class _Run:
             init = initial_images(d, store, list(range(self.lo, self.hi))).to(acc.device, torch.float32) \
                 if need_init else None
             start = state.images[own].to(acc.device, torch.float32) if state else init
-            self.images = start.clone().requires_grad_(True)
+            self.images = start.clone(memory_format=torch.contiguous_format).requires_grad_(True)
             self.floor = self.ceil = None
             if d.max_change is not None:
                 self.floor, self.ceil = (init - d.max_change).clamp(0, 1), (init + d.max_change).clamp(0, 1)

@@ -232,6 +232,19 @@ def test_reference_pool_and_reference_path_are_exclusive():
         DistillConfig(reference_path="a", reference_pool=["b"])
 
 
+@pytest.mark.parametrize("init", ["real", "set"])
+def test_a_run_from_real_crops_or_a_set_folder_moves_its_start(tiny_job, tmp_path, init):
+    cfg = _with(tiny_job(), init="real", max_change=0.1)
+    start = make_baseline_set("random", _with(cfg, output_dir=str(tmp_path / "random")))
+    if init == "set":
+        cfg = _with(cfg, init="set", init_set=str(start))
+    init_crops = init_images(cfg.distill, _store(cfg), [0, 1, 2])
+    assert init_crops.is_contiguous()
+    images = _state(distill(_with(cfg, output_dir=str(tmp_path / init))))["images"]
+    change = (images - init_crops).abs()
+    assert 1e-4 < float(change.max()) <= 0.1 + 1e-6
+
+
 def test_max_change_keeps_every_pixel_within_its_distance_of_the_init(tiny_job, tmp_path):
     cfg = tiny_job(lr_img=1e4)  # a step far larger than the bound: the projection must do the work
     init = init_images(cfg.distill, _store(cfg), [0, 1, 2])
