@@ -10,7 +10,8 @@ real data, and the equal-budget baselines built from the same data with the same
 image size: ``downscaled`` (the distillation's own initialisation, iteration 0), ``random``
 (ipc random real crops per class), ``coreset`` (the ipc crops per class an SRCNN finds
 hardest) and, when asked for, ``mosaic`` (each image a grid of that scorer's hard smaller
-crops) and ``mixed`` (the same grid with the photo downscaled as its first tile). Every (set,
+crops) and ``mixed`` (the same grid with the photo downscaled as its first tile), and any
+finished set given as ``--set NAME=FOLDER`` (a Hub id too). Every (set,
 judge, scale, seed) is trained with one recipe — same model, steps, batch, patch size,
 learning rate and schedule — and evaluated on the same held-out photos (PSNR/SSIM on Y,
 border = scale). Every row has the same number of synthetic images and
@@ -53,7 +54,7 @@ import numpy as np
 
 from hf_srdistill.config import DistillJobConfig, ModelConfig, TrainConfig, TrainJobConfig
 from hf_srdistill.configio import ConfigError, load_config
-from hf_srdistill.data.set_folder import is_complete
+from hf_srdistill.data.set_folder import is_complete, set_digest
 from hf_srdistill.io import atomic_path, read_json, write_json, write_text
 from hf_srdistill.judge_protocol import (best_point, best_val_index, convergence, eval_steps, mean_curve,
                                          paired_deltas, scores, val_crop_plan)
@@ -87,6 +88,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--extra", action="append", default=[], metavar="NAME=CONFIG", help="another distilled row")
     p.add_argument("--extra-override", action="append", default=[], metavar="NAME:KEY=VALUE",
                    help="dotted override for one --extra row only, e.g. dc100:distill.iterations=100")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=FOLDER", dest="set_rows",
+                   help="a finished set (folder or Hub id: your own, another draw of a baseline) judged as a row")
     p.add_argument("--distill-override", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override applied to every distillation config (and so to the baselines' budget)")
     p.add_argument("--sets", nargs="+", default=list(BASELINES), choices=[*BASELINES, ORACLE],
@@ -174,6 +177,26 @@ def distill_jobs(args) -> dict[str, DistillJobConfig]:
             raise SystemExit(f"{name}: data or budget (images, image_size) differs from the first distilled row; "
                              "compare sets of one budget")
     return jobs
+
+
+def set_rows(args, jobs: dict[str, DistillJobConfig]) -> dict[str, str]:
+    """``--set`` rows by name; each must hold the first distilled row's budget (images, side)."""
+    from hf_srdistill.train import load_image_set
+
+    rows: dict[str, str] = {}
+    want = set_budget(jobs[args.distill_name])
+    for item in args.set_rows:
+        name, _, folder = item.partition("=")
+        if not folder or name in jobs or name in rows or name in (*BASELINES, ORACLE, HALF):
+            raise SystemExit(f"--set {item!r}: expected a new NAME=FOLDER")
+        images = load_image_set(folder)
+        sides = {im.shape[0] for im in images} | {im.shape[1] for im in images}
+        got = (len(images), sides.pop() if len(sides) == 1 else sorted(sides))
+        if got != want:
+            raise SystemExit(f"--set {name}: {got[0]} images of side {got[1]}, but the distilled rows' budget "
+                             f"is {want[0]} images of {want[1]} px; compare sets of one budget")
+        rows[name] = folder
+    return rows
 
 
 def set_budget(job: DistillJobConfig) -> tuple[int, int]:
@@ -498,12 +521,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     out = Path(args.output_dir)
     jobs = distill_jobs(args)
+    given = set_rows(args, jobs)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tests = {name: load_test_set(name, root=args.test_root)[:args.max_test_images] for name in args.test_sets}
     lpips_metric = LPIPSMetric(device=device) if args.lpips else None
     recipe = TrainConfig(iterations=args.iterations, batch_size=args.batch_size, patch_size=args.patch_size,
                          lr=args.lr, loss="l1", scheduler="cosine", checkpoint_every=max(1, args.iterations // 4))
-    order = [*jobs, *args.sets]
+    order = [*jobs, *given, *args.sets]
     try:
         guard_recipe(out, {"judges": [dataclasses.asdict(j) for j in judge_models(args)],
                            "train": dataclasses.asdict(recipe), "test_sets": args.test_sets,
@@ -512,7 +536,9 @@ def main(argv: list[str] | None = None) -> int:
                            "coreset": [args.coreset_reference, args.coreset_scorer_iterations,
                                        args.coreset_outlier_pct]},
                      {**{name: dataclasses.asdict(job) for name, job in jobs.items()},
-                      **{k: {"tiles": args.mosaic_tiles} for k in ("mosaic", "mixed") if k in args.sets}})
+                      **{k: {"tiles": args.mosaic_tiles} for k in ("mosaic", "mixed") if k in args.sets},
+                      **{name: {"set": folder, "digest": set_digest(folder) if Path(folder).is_dir() else None}
+                         for name, folder in given.items()}})
     except ConfigError as err:
         print(f"bench_quality: {err}", file=sys.stderr)
         return 2
@@ -525,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     for scale in args.scales:
         from hf_srdistill.evaluate import bicubic_upscaler, evaluate_upscaler
         for seed in args.seeds:
-            folders = build_sets(args, jobs, out, scale, seed)
+            folders = {**build_sets(args, jobs, out, scale, seed), **given}
             if scale not in bicubic:
                 bicubic[scale] = {}
                 for t, images in tests.items():
@@ -534,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
                     records.append(rec)
                     best_records.append(rec)
                     bicubic[scale][t] = rec["psnr"]
-            for name in [*args.sets, *jobs]:  # baselines first: every verdict needs them
+            for name in [*args.sets, *jobs, *given]:  # baselines first: every verdict needs them
                 for judge in judge_models(args):
                     run_dir = out / "runs" / name / f"{judge.name}_x{scale}_seed{seed}"
                     train = dataclasses.replace(recipe, train_set=folders[name], seed=seed, output_dir=str(run_dir))
@@ -543,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                     final, best, curve = judge_run(run_dir, job, tests, val, protocol, args.eval_every,
                                                    lpips_metric, device,
                                                    label=f"{judge.name} x{scale} seed {seed} on {name}")
-                    group = "synthetic" if name in jobs else "baseline"
+                    group = "baseline" if name in args.sets else "synthetic"
                     key = {"set": name, "group": group, "judge": judge.name, "scale": scale, "seed": seed}
                     records += [{**key, "test_set": t, **m} for t, m in final.items()]
                     best_records += [{**key, "test_set": t, **m} for t, m in best.items()]
@@ -575,9 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     write_tables(out, records, title="bench_quality (final budget)")
     write_tables(out / "best_val", best_records, title="bench_quality (best-validation checkpoint)")
     refs = [r for r in ("downscaled", "random", "coreset") if r in args.sets]
-    deltas = paired_deltas(records, list(jobs), [s for s in ("downscaled", "random") if s in args.sets],
+    deltas = paired_deltas(records, [*jobs, *given], [s for s in ("downscaled", "random") if s in args.sets],
                            margin=args.margin)
-    deltas_best = paired_deltas(best_records, list(jobs), [s for s in ("downscaled", "random") if s in args.sets],
+    deltas_best = paired_deltas(best_records, [*jobs, *given], [s for s in ("downscaled", "random") if s in args.sets],
                                 margin=args.margin)
     score_rows = {"final": scores(records, order, refs, margin=args.margin),
                   "best_val": scores(best_records, order, refs, margin=args.margin)}

@@ -207,3 +207,19 @@ def test_bench_scripts_run_with_the_smallest_flags(tmp_path):
     assert len(hr[0]) == len(hr[1]) and all(a.shape == b.shape and (a != b).any() for a, b in zip(*hr))
     assert all(np.isfinite(r["psnr"]) for r in result["records"])
     assert (tmp_path / "q" / "tables.csv").is_file() and "| set |" in quality.stdout
+
+    # a finished set judged as a row of its own: the random set again scores as the random row
+    random_set = str(tmp_path / "q" / "sets" / "random")
+    again = subprocess.run([env_py, str(ROOT / "scripts" / "bench_quality.py"), "--quick", "--sets", "random",
+                            "--set", f"random_again={random_set}", "--output-dir", str(tmp_path / "q")],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    records = json.loads((tmp_path / "q" / "bench_quality.json").read_text())["records"]
+    psnr = {r["set"]: r["psnr"] for r in records if r["judge"] == "srcnn"}
+    assert set(psnr) == {"distilled", "random", "random_again"}
+    assert psnr["random_again"] == pytest.approx(psnr["random"], abs=1e-6)
+    wrong = subprocess.run([env_py, str(ROOT / "scripts" / "bench_quality.py"), "--quick", "--sets", "random",
+                            "--distill-override", "distill.image_size=32", "--set", f"r={random_set}",
+                            "--output-dir", str(tmp_path / "q2")], capture_output=True, text=True, timeout=600)
+    assert wrong.returncode != 0 and "--set r: 2 images of side 48" in wrong.stderr
+    assert "budget is 2 images of 32 px" in wrong.stderr
