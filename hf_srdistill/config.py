@@ -51,8 +51,8 @@ class DataConfig:
     thresh_size: int = 0
     # where sub-images are cached as an Arrow dataset (reused across runs by fingerprint).
     cache_dir: str = "~/.cache/hf_srdistill"
-    # processes that cut and PNG-encode sub-images while the cache is built (photos are read
-    # in order by the main one); the cache's bytes do not depend on it.
+    # processes that decode photos, cut and PNG-encode sub-images while the cache is built (the
+    # main one lists the source and writes in order); the cache's bytes do not depend on it.
     num_proc: int = 1
 
     def __post_init__(self) -> None:
