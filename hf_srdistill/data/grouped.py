@@ -322,23 +322,33 @@ class SubImageStore:
         Only ``generator`` is drawn from, so a class's patches depend on its own generator
         state alone. Returns (n, 3, size, size) float32 in [0, 1].
         """
-        count = self.count(c)
         first = self._decode_row(self._offsets[c])
-        h, w = first.shape[:2]
-        if size > min(h, w):
-            raise ValueError(f"patch size {size} is larger than the {h}x{w} sub-images of class {c} "
-                             f"({self.class_names[c]}); lower the patch size or raise data.crop_size")
-        picks = torch.randint(count, (n,), generator=generator).tolist()
-        tops = torch.randint(h - size + 1, (n,), generator=generator).tolist()
-        lefts = torch.randint(w - size + 1, (n,), generator=generator).tolist()
-        out = np.empty((n, size, size, 3), dtype=np.uint8)
-        for i, (k, t, l) in enumerate(zip(picks, tops, lefts)):
-            out[i] = self._decode_row(self._offsets[c] + k)[t:t + size, l:l + size]
-        # contiguous: a permuted view would make every .view() of the set (the loop's per-class sums) fail
-        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+        return random_crops(lambda k: self._decode_row(self._offsets[c] + k), self.count(c), first.shape[:2], n, size,
+                            generator, where=f"class {c} ({self.class_names[c]})")
 
     def __repr__(self) -> str:
         return f"SubImageStore({self.path}, classes={self.num_classes}, subimages={len(self)})"
+
+
+def random_crops(row, count: int, hw: tuple[int, int], n: int, size: int, generator: torch.Generator,
+                 where: str) -> torch.Tensor:
+    """``n`` random ``size`` crops of random rows ``row(k)``, k < count, all ``hw`` in shape.
+
+    Draws picks, tops and lefts from ``generator`` in that order (every store samples the same
+    way, so seeds mean the same everywhere). Returns (n, 3, size, size) float32 in [0, 1],
+    contiguous: a permuted view would break every ``.view()`` of a set built from it.
+    """
+    h, w = hw
+    if size > min(h, w):
+        raise ValueError(f"patch size {size} is larger than the {h}x{w} sub-images of {where}; lower the patch "
+                         "size or raise data.crop_size")
+    picks = torch.randint(count, (n,), generator=generator).tolist()
+    tops = torch.randint(h - size + 1, (n,), generator=generator).tolist()
+    lefts = torch.randint(w - size + 1, (n,), generator=generator).tolist()
+    out = np.empty((n, size, size, 3), dtype=np.uint8)
+    for i, (k, t, l) in enumerate(zip(picks, tops, lefts)):
+        out[i] = row(k)[t:t + size, l:l + size]
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
 
 def _cover(positions: list[tuple[int, int]], size: int) -> list[int]:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from hf_srdistill.config import DistillConfig, DistillJobConfig
+from hf_srdistill.data.grouped import random_crops
 from hf_srdistill.distill.synthetic import INIT_STREAM, class_generator, downscaled_images
 from hf_srdistill.distill.synthetic import init_images as class_init_images
 
@@ -74,17 +75,8 @@ class PooledStore:
         Draws from ``generator`` only, in the order SubImageStore.sample_patches does.
         """
         rows = self.pool(c)
-        h, w = self._subs[int(rows[0])].shape[:2]
-        if size > min(h, w):
-            raise ValueError(f"patch size {size} is larger than the {h}x{w} sub-images; lower the patch size "
-                             "or raise data.crop_size")
-        picks = torch.randint(len(rows), (n,), generator=generator).tolist()
-        tops = torch.randint(h - size + 1, (n,), generator=generator).tolist()
-        lefts = torch.randint(w - size + 1, (n,), generator=generator).tolist()
-        out = np.empty((n, size, size, 3), dtype=np.uint8)
-        for i, (k, t, l) in enumerate(zip(picks, tops, lefts)):
-            out[i] = self._subs[int(rows[k])][t:t + size, l:l + size]
-        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+        return random_crops(lambda k: self._subs[int(rows[k])], len(rows), self._subs[int(rows[0])].shape[:2], n,
+                            size, generator, where=f"unit {c}")
 
     def __repr__(self) -> str:
         return f"PooledStore({self.info['grouping']}, units={self.num_classes}, groups={len(self.group_names)})"

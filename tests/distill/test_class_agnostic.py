@@ -152,6 +152,7 @@ def test_baselines_of_a_class_agnostic_config_have_its_size_and_start(cache, tmp
     ds = load_dataset(str(make_baseline_set(kind, cfg)), split="train")
     start = initial_images(dataclasses.replace(cfg.distill, init={"downscaled": "downscaled", "random": "real"}[kind]),
                            group_store(store_of(cfg), cfg), list(range(5)))
+    assert start.is_contiguous()  # a distillation from it views the set per unit
     want = (start.clamp(0, 1) * 255 + 0.5).floor().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     assert np.array_equal(np.stack([np.asarray(im) for im in ds["hr"]]), want)
     assert ds.features["label"].names == ["global"] and ds["ipc_index"] == [0, 1, 2, 3, 4]
