@@ -36,8 +36,8 @@ CONFIG_COMMANDS = {
              "distil the data, train a judge model on every set, evaluate all in one table"),
     "distill": (C.DistillJobConfig, "hf_srdistill.distill:distill", "distil a dataset into a synthetic set"),
     "baseline": (C.BaselineJobConfig, "hf_srdistill.distill.baselines:build_baseline",
-                 "an equal-budget baseline set (downscaled, random, coreset, mosaic or mixed) to compare a distilled "
-                 "set with"),
+                 "an equal-budget baseline set (downscaled, random, coreset, mosaic, mixed or representative) to "
+                 "compare a distilled set with"),
     "train": (C.TrainJobConfig, "hf_srdistill.train:train_sr", "train an SR model"),
     "evaluate": (C.EvalJobConfig, "hf_srdistill.evaluate:evaluate", "evaluate an SR model on test sets"),
 }

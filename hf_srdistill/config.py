@@ -469,8 +469,9 @@ class BaselineJobConfig:
     # downscaled = each whole photo downscaled; random = random real crops; coreset = the crops a
     # scorer SR model finds hardest (distill.reference_path, else distill.reference trained briefly);
     # mosaic = each image a tiles x tiles grid of hard smaller crops at native scale, spread apart;
-    # mixed = a mosaic whose first tile is the whole photo downscaled.
-    kind: Literal["downscaled", "random", "coreset", "mosaic", "mixed"] = "coreset"
+    # mixed = a mosaic whose first tile is the whole photo downscaled; representative = the real
+    # crops whose luminance and bicubic-loss histograms best match their photo's (herding, no model).
+    kind: Literal["downscaled", "random", "coreset", "mosaic", "mixed", "representative"] = "coreset"
     # coreset: drop this top percentage of each class's crop losses as outliers first.
     outlier_pct: float = 0.0
     # coreset: steps of the scorer when distill.reference_path is unset.

@@ -10,7 +10,9 @@ real data, and the equal-budget baselines built from the same data with the same
 image size: ``downscaled`` (the distillation's own initialisation, iteration 0), ``random``
 (ipc random real crops per class), ``coreset`` (the ipc crops per class an SRCNN finds
 hardest) and, when asked for, ``mosaic`` (each image a grid of that scorer's hard smaller
-crops) and ``mixed`` (the same grid with the photo downscaled as its first tile), and any
+crops), ``mixed`` (the same grid with the photo downscaled as its first tile) and
+``representative`` (the crops whose luminance and bicubic-loss histograms best match their
+photo's), and any
 finished set given as ``--set NAME=FOLDER`` (a Hub id too). Every (set,
 judge, scale, seed) is trained with one recipe — same model, steps, batch, patch size,
 learning rate and schedule — and evaluated on the same held-out photos (PSNR/SSIM on Y,
@@ -63,7 +65,7 @@ from hf_srdistill.study_report import write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "study" / "mini" / "pixel_downscaled_ipc1.yaml"
-BASELINES = ("full", "downscaled", "random", "coreset", "mosaic", "mixed")
+BASELINES = ("full", "downscaled", "random", "coreset", "mosaic", "mixed", "representative")
 # not a baseline but a diagnostic: the held-out test photos themselves, downscaled like the
 # init, at the same budget. It asks how much a set gains by showing the judge the test
 # content: if that gains little over `downscaled`, the judge's budget, not the set's content,
@@ -213,6 +215,7 @@ def build_sets(args, jobs: dict[str, DistillJobConfig], out: Path, scale: int, s
     """Folders of every row for one (scale, seed); built once, reused when already complete."""
     from hf_srdistill.distill import distill, make_baseline_set
     from hf_srdistill.distill.coreset import CROP_SETS, crop_set_layout, make_coreset_set
+    from hf_srdistill.distill.representative import make_representative_set
 
     seed_tag = f"_seed{seed}" if args.vary_distill_seed else ""
     scale_tag = f"_x{scale}" if args.distill_per_scale else ""
@@ -244,6 +247,8 @@ def build_sets(args, jobs: dict[str, DistillJobConfig], out: Path, scale: int, s
                 make_coreset_set(job, reference=args.coreset_reference, outlier_pct=args.coreset_outlier_pct,
                                  scorer_iterations=args.coreset_scorer_iterations, folder=folder,
                                  **crop_set_layout(kind, args.mosaic_tiles))
+            elif kind == "representative":
+                make_representative_set(job, folder=folder)
             elif kind == ORACLE:
                 make_baseline_set("downscaled", oracle_job(job, args.test_sets))
             else:

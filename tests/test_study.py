@@ -181,13 +181,15 @@ def test_bench_scripts_run_with_the_smallest_flags(tmp_path):
     assert data.returncode == 0, data.stderr[-2000:]
     assert "| images |" in data.stdout and "peak RSS" in data.stdout
     quality = subprocess.run([env_py, str(ROOT / "scripts" / "bench_quality.py"), "--quick",
-                              "--sets", "full", "downscaled", "random", "coreset", "mosaic", "mixed", "oracle",
+                              "--sets", "full", "downscaled", "random", "coreset", "mosaic", "mixed", "representative",
+                              "oracle",
                               "--half-budget-run", "--output-dir", str(tmp_path / "q")],
                              capture_output=True, text=True, timeout=600)
     assert quality.returncode == 0, quality.stderr[-3000:]
     result = json.loads((tmp_path / "q" / "bench_quality.json").read_text())
     sets = {r["set"] for r in result["records"]}
-    assert sets >= {"distilled", "full", "downscaled", "random", "coreset", "mosaic", "mixed", "oracle"}
+    assert sets >= {"distilled", "full", "downscaled", "random", "coreset", "mosaic", "mixed", "representative",
+                    "oracle"}
     # the full-data judges' own half-budget runs (one per judge), scored at their end
     assert sorted(h["judge"] for h in result["half_budget"]) == ["edsr", "srcnn"]
     half = next(h for h in result["half_budget"] if h["judge"] == "srcnn")
@@ -199,6 +201,8 @@ def test_bench_scripts_run_with_the_smallest_flags(tmp_path):
     assert "Separate half-budget runs" in quality.stdout
     mosaic = json.loads((tmp_path / "q" / "sets" / "mosaic" / "provenance.json").read_text())
     assert mosaic["extra"]["kind"] == "mosaic" and mosaic["extra"]["tiles"] == 2
+    representative = json.loads((tmp_path / "q" / "sets" / "representative" / "provenance.json").read_text())
+    assert representative["extra"]["kind"] == "representative"
     # the oracle row is the test photos downscaled like the init, not the training photos
     oracle = json.loads((tmp_path / "q" / "sets" / "oracle" / "provenance.json").read_text())
     assert oracle["config"]["data"]["split"] == "test" and oracle["extra"]["kind"] == "downscaled"

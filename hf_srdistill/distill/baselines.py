@@ -48,6 +48,10 @@ def build_baseline(cfg: BaselineJobConfig) -> Path:
     job = DistillJobConfig(data=cfg.data, distill=cfg.distill)
     from hf_srdistill.distill.coreset import CROP_SETS, crop_set_layout, make_coreset_set
 
+    if cfg.kind == "representative":
+        from hf_srdistill.distill.representative import make_representative_set
+
+        return make_representative_set(job)
     if cfg.kind in CROP_SETS:
         return make_coreset_set(job, outlier_pct=cfg.outlier_pct, scorer_iterations=cfg.scorer_iterations,
                                 **crop_set_layout(cfg.kind, cfg.tiles))
