@@ -12,8 +12,7 @@ image size: ``downscaled`` (the distillation's own initialisation, iteration 0),
 hardest) and, when asked for, ``mosaic`` (each image a grid of that scorer's hard smaller
 crops), ``mixed`` (the same grid with the photo downscaled as its first tile) and
 ``representative`` (the crops whose luminance and bicubic-loss histograms best match their
-photo's), and any
-finished set given as ``--set NAME=FOLDER`` (a Hub id too). Every (set,
+photo's); and any finished set given as ``--set NAME=FOLDER`` (a Hub id too). Every (set,
 judge, scale, seed) is trained with one recipe — same model, steps, batch, patch size,
 learning rate and schedule — and evaluated on the same held-out photos (PSNR/SSIM on Y,
 border = scale). Every row has the same number of synthetic images and
@@ -606,10 +605,9 @@ def main(argv: list[str] | None = None) -> int:
     write_tables(out, records, title="bench_quality (final budget)")
     write_tables(out / "best_val", best_records, title="bench_quality (best-validation checkpoint)")
     refs = [r for r in ("downscaled", "random", "coreset") if r in args.sets]
-    deltas = paired_deltas(records, [*jobs, *given], [s for s in ("downscaled", "random") if s in args.sets],
-                           margin=args.margin)
-    deltas_best = paired_deltas(best_records, [*jobs, *given], [s for s in ("downscaled", "random") if s in args.sets],
-                                margin=args.margin)
+    synthetic, vs = [*jobs, *given], [s for s in ("downscaled", "random") if s in args.sets]
+    deltas = paired_deltas(records, synthetic, vs, margin=args.margin)
+    deltas_best = paired_deltas(best_records, synthetic, vs, margin=args.margin)
     score_rows = {"final": scores(records, order, refs, margin=args.margin),
                   "best_val": scores(best_records, order, refs, margin=args.margin)}
     conv = convergence_rows(curves, args.iterations, args.converged_db)
