@@ -91,6 +91,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="dotted override for one --extra row only, e.g. dc100:distill.iterations=100")
     p.add_argument("--set", action="append", default=[], metavar="NAME=FOLDER", dest="set_rows",
                    help="a finished set (folder or Hub id: your own, another draw of a baseline) judged as a row")
+    p.add_argument("--no-distill", action="store_true",
+                   help="judge the baselines and --set rows only (the distillation configs still fix the data and "
+                        "the budget)")
     p.add_argument("--distill-override", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override applied to every distillation config (and so to the baselines' budget)")
     p.add_argument("--sets", nargs="+", default=list(BASELINES), choices=[*BASELINES, ORACLE],
@@ -229,7 +232,7 @@ def build_sets(args, jobs: dict[str, DistillJobConfig], out: Path, scale: int, s
             changes["reference"] = dataclasses.replace(d.reference, scale=scale)
         return dataclasses.replace(job, distill=dataclasses.replace(d, **changes))
 
-    for name, job in jobs.items():
+    for name, job in ({} if args.no_distill else jobs).items():
         folder = out / "sets" / f"{name}{seed_tag}{scale_tag}"
         if not is_complete(folder):
             distill(job_for(job, folder))
@@ -526,12 +529,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output_dir)
     jobs = distill_jobs(args)
     given = set_rows(args, jobs)
+    distilled = [] if args.no_distill else list(jobs)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tests = {name: load_test_set(name, root=args.test_root)[:args.max_test_images] for name in args.test_sets}
     lpips_metric = LPIPSMetric(device=device) if args.lpips else None
     recipe = TrainConfig(iterations=args.iterations, batch_size=args.batch_size, patch_size=args.patch_size,
                          lr=args.lr, loss="l1", scheduler="cosine", checkpoint_every=max(1, args.iterations // 4))
-    order = [*jobs, *given, *args.sets]
+    order = [*distilled, *given, *args.sets]
     try:
         guard_recipe(out, {"judges": [dataclasses.asdict(j) for j in judge_models(args)],
                            "train": dataclasses.asdict(recipe), "test_sets": args.test_sets,
@@ -564,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
                     records.append(rec)
                     best_records.append(rec)
                     bicubic[scale][t] = rec["psnr"]
-            for name in [*args.sets, *jobs, *given]:  # baselines first: every verdict needs them
+            for name in [*args.sets, *distilled, *given]:  # baselines first: every verdict needs them
                 for judge in judge_models(args):
                     run_dir = out / "runs" / name / f"{judge.name}_x{scale}_seed{seed}"
                     train = dataclasses.replace(recipe, train_set=folders[name], seed=seed, output_dir=str(run_dir))
@@ -605,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     write_tables(out, records, title="bench_quality (final budget)")
     write_tables(out / "best_val", best_records, title="bench_quality (best-validation checkpoint)")
     refs = [r for r in ("downscaled", "random", "coreset") if r in args.sets]
-    synthetic, vs = [*jobs, *given], [s for s in ("downscaled", "random") if s in args.sets]
+    synthetic, vs = [*distilled, *given], [s for s in ("downscaled", "random") if s in args.sets]
     deltas = paired_deltas(records, synthetic, vs, margin=args.margin)
     deltas_best = paired_deltas(best_records, synthetic, vs, margin=args.margin)
     score_rows = {"final": scores(records, order, refs, margin=args.margin),
