@@ -470,7 +470,8 @@ class BaselineJobConfig:
     # scorer SR model finds hardest (distill.reference_path, else distill.reference trained briefly);
     # mosaic = each image a tiles x tiles grid of hard smaller crops at native scale, spread apart;
     # mixed = a mosaic whose first tile is the whole photo downscaled; representative = the real
-    # crops whose luminance and bicubic-loss histograms best match their photo's (herding, no model).
+    # crops whose luminance and bicubic-loss histograms best match the mean over all candidate
+    # crops of their photo (herding, no model).
     kind: Literal["downscaled", "random", "coreset", "mosaic", "mixed", "representative"] = "coreset"
     # coreset: drop this top percentage of each class's crop losses as outliers first.
     outlier_pct: float = 0.0

@@ -1,6 +1,6 @@
 """Does distillation beat its initialisation? Every set judged the same way, over seeds.
 
-    python scripts/bench_quality.py                  # mini: distilled vs full, downscaled, random, coreset
+    python scripts/bench_quality.py                  # mini: distilled vs full data and the baselines
     python scripts/bench_quality.py --quick          # smoke run (2 photos, a few steps)
     python scripts/bench_quality.py --extra dc_long=configs/study/mini/pixel_downscaled_ipc1.yaml \
         --distill-override distill.iterations=200 --seeds 0 1 2
@@ -9,16 +9,16 @@ Rows: the distilled set (``--distill-config``, plus any ``--extra NAME=CONFIG``)
 real data, and the equal-budget baselines built from the same data with the same ipc and
 image size: ``downscaled`` (the distillation's own initialisation, iteration 0), ``random``
 (ipc random real crops per class), ``coreset`` (the ipc crops per class an SRCNN finds
-hardest) and, when asked for, ``mosaic`` (each image a grid of that scorer's hard smaller
-crops), ``mixed`` (the same grid with the photo downscaled as its first tile) and
-``representative`` (the crops whose luminance and bicubic-loss histograms best match their
-photo's); and any finished set given as ``--set NAME=FOLDER`` (a Hub id too). Every (set,
+hardest), ``mosaic`` (each image a grid of that scorer's hard smaller crops), ``mixed`` (the
+same grid with the photo downscaled as its first tile) and, when asked for, ``representative``
+(the crops whose luminance and bicubic-loss histograms best match the mean over all candidate
+crops of their photo); and any finished set given as ``--set NAME=FOLDER`` (a Hub id too). Every (set,
 judge, scale, seed) is trained with one recipe — same model, steps, batch, patch size,
 learning rate and schedule — and evaluated on the same held-out photos (PSNR/SSIM on Y,
 border = scale). Every row has the same number of synthetic images and
 image side (class-agnostic rows: ``distill.num_images`` = classes x ipc of the first row).
 Seeds vary the judge's initialisation and sample order; ``--vary-distill-seed`` also
-rebuilds every set with that seed (distillation, random crops, coreset scorer). Sets are built once and judged at every scale (the reference scale of the
+rebuilds every set with that seed (distillation, random crops, coreset scorer; ``--set`` rows stay as given). Sets are built once and judged at every scale (the reference scale of the
 distillation is the config's) unless ``--distill-per-scale``.
 
 Judge protocol (hf_srdistill/judge_protocol.py): a short budget ranks what trains fastest,
@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -90,13 +91,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--extra-override", action="append", default=[], metavar="NAME:KEY=VALUE",
                    help="dotted override for one --extra row only, e.g. dc100:distill.iterations=100")
     p.add_argument("--set", action="append", default=[], metavar="NAME=FOLDER", dest="set_rows",
-                   help="a finished set (folder or Hub id: your own, another draw of a baseline) judged as a row")
+                   help="a finished set (folder or Hub id: your own, another draw of a baseline) judged as a row; "
+                        "a folder's runs are reused while its bytes are unchanged, a Hub id's by id")
     p.add_argument("--no-distill", action="store_true",
                    help="judge the baselines and --set rows only (the distillation configs still fix the data and "
                         "the budget)")
     p.add_argument("--distill-override", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override applied to every distillation config (and so to the baselines' budget)")
-    p.add_argument("--sets", nargs="+", default=list(BASELINES), choices=[*BASELINES, ORACLE],
+    p.add_argument("--sets", nargs="+", default=[b for b in BASELINES if b != "representative"],
+                   choices=[*BASELINES, ORACLE],
                    help=f"baseline rows; '{ORACLE}' adds the downscaled test photos (mini only) as a diagnostic")
     p.add_argument("--judges", nargs="+", default=["srcnn", "edsr"], choices=["srcnn", "vdsr", "edsr"])
     p.add_argument("--srcnn-features", type=int, default=64, help="SRCNN n1 (published: 64)")
@@ -188,11 +191,12 @@ def set_rows(args, jobs: dict[str, DistillJobConfig]) -> dict[str, str]:
     from hf_srdistill.train import load_image_set
 
     rows: dict[str, str] = {}
-    want = set_budget(jobs[args.distill_name])
+    want = set_budget(jobs[args.distill_name]) if args.set_rows else None
     for item in args.set_rows:
         name, _, folder = item.partition("=")
-        if not folder or name in jobs or name in rows or name in (*BASELINES, ORACLE, HALF):
-            raise SystemExit(f"--set {item!r}: expected a new NAME=FOLDER")
+        if not folder or not re.fullmatch(r"[\w.-]+", name) or name.startswith(".") or name in jobs \
+                or name in rows or name in (*BASELINES, ORACLE, HALF):
+            raise SystemExit(f"--set {item!r}: expected a new NAME=FOLDER (NAME: letters, digits, _ . -)")
         images = load_image_set(folder)
         sides = {im.shape[0] for im in images} | {im.shape[1] for im in images}
         got = (len(images), sides.pop() if len(sides) == 1 else sorted(sides))
@@ -529,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output_dir)
     jobs = distill_jobs(args)
     given = set_rows(args, jobs)
+    if "representative" in args.sets and jobs[args.distill_name].distill.grouping != "class":
+        print("bench_quality: --sets representative picks crops per photo; it needs distill.grouping=class",
+              file=sys.stderr)
+        return 2
     distilled = [] if args.no_distill else list(jobs)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tests = {name: load_test_set(name, root=args.test_root)[:args.max_test_images] for name in args.test_sets}
@@ -545,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
                                        args.coreset_outlier_pct]},
                      {**{name: dataclasses.asdict(job) for name, job in jobs.items()},
                       **{k: {"tiles": args.mosaic_tiles} for k in ("mosaic", "mixed") if k in args.sets},
-                      **{name: {"set": folder, "digest": set_digest(folder) if Path(folder).is_dir() else None}
+                      **{name: {"set": folder, "digest": set_digest(Path(folder).expanduser())
+                                if Path(folder).expanduser().is_dir() else None}
                          for name, folder in given.items()}})
     except ConfigError as err:
         print(f"bench_quality: {err}", file=sys.stderr)

@@ -228,3 +228,7 @@ def test_bench_scripts_run_with_the_smallest_flags(tmp_path):
                             "--output-dir", str(tmp_path / "q2")], capture_output=True, text=True, timeout=600)
     assert wrong.returncode != 0 and "--set r: 2 images of side 48" in wrong.stderr
     assert "budget is 2 images of 32 px" in wrong.stderr
+    escape = subprocess.run([env_py, str(ROOT / "scripts" / "bench_quality.py"), "--quick", "--sets", "random",
+                             "--set", f"../r={random_set}", "--output-dir", str(tmp_path / "q3")],
+                            capture_output=True, text=True, timeout=600)
+    assert escape.returncode != 0 and "expected a new NAME=FOLDER (NAME: letters, digits" in escape.stderr

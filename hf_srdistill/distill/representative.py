@@ -8,7 +8,7 @@ baseline of the condensation papers) chooses instead.
 
 Every candidate crop (a grid over the photo) is described by the two distributions an SR
 judge's per-pixel loss depends on: the luminance, and the magnitude of what bicubic loses at
-each judge scale, |Y - up_s(down_s(Y))| (log-spaced bins: most pixels of a photo lose almost
+x2 and x4 (``scales``), |Y - up_s(down_s(Y))| (log-spaced bins: most pixels of a photo lose almost
 nothing). Crops are then added greedily so that the pooled histograms of the chosen crops come
 closest to those of all the photo's candidates, measured as the L1 distance between cumulative
 histograms (the 1-D Wasserstein distance over bins), averaged over the distributions. With
@@ -31,9 +31,10 @@ from hf_srdistill.distill.export import real_set_sizes, write_image_set
 from hf_srdistill.metrics.psnr_ssim import Y_OFFSET, Y_WEIGHTS
 
 LUMA_BINS = 32
-# |Y - up(down(Y))| bin edges in grey levels of 255: an octave a bin above one level
+# |Y - up(down(Y))| bin edges in grey levels of 255: octave-wide bins from a quarter level up;
+# the last holds every loss of 64 levels or more
 LOSS_EDGES = np.array([0.0, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 256]) / 255.0
-BATCH = 64  # crops per bicubic round trip; bounds memory on DIV2K-sized photos
+BATCH = 64  # crops per bicubic round trip: bounds the resizes' intermediates
 
 
 def crop_descriptors(crops: np.ndarray, scales: tuple[int, ...] = (2, 4)) -> list[np.ndarray]:

@@ -232,9 +232,13 @@ def test_reference_pool_and_reference_path_are_exclusive():
         DistillConfig(reference_path="a", reference_pool=["b"])
 
 
-@pytest.mark.parametrize("init", ["real", "set"])
-def test_a_run_from_real_crops_or_a_set_folder_moves_its_start(tiny_job, tmp_path, init):
+@pytest.mark.parametrize("init", ["real", "set", "channels_last"])
+def test_a_run_from_real_crops_or_a_set_folder_moves_its_start(tiny_job, tmp_path, init, monkeypatch):
     cfg = _with(tiny_job(), init="real", max_change=0.1)
+    if init == "channels_last":  # any permuted start (not only the store's crops): the loop copies it contiguous
+        start_of = loop_mod.initial_images
+        monkeypatch.setattr(loop_mod, "initial_images",
+                            lambda *a: start_of(*a).contiguous(memory_format=torch.channels_last))
     start = make_baseline_set("random", _with(cfg, output_dir=str(tmp_path / "random")))
     if init == "set":
         cfg = _with(cfg, init="set", init_set=str(start))

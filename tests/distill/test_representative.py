@@ -62,8 +62,6 @@ def test_representative_set_is_real_crops_with_their_positions(tiny_job, store, 
         photo = store.source_image(store.class_names.index(pick["class"]))
         t, left = pick["top"], pick["left"]
         np.testing.assert_array_equal(rows[pick["class"]][pick["image"]], photo[t:t + 32, left:left + 32])
-    picks = extra["selected"]  # class by class, image 0 then image 1: the second pick fills what the first misses
-    assert all(p["distance"] > q["distance"] for p, q in zip(picks[0::2], picks[1::2]))
     with pytest.raises(ValueError, match="grouping=class"):
         make_representative_set(dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, grouping="global",
                                                                                      num_images=4)), store=store)
@@ -71,4 +69,5 @@ def test_representative_set_is_real_crops_with_their_positions(tiny_job, store, 
     assert main(["baseline", "--kind=representative", "--data.max_images=3", f"--data.crop_size={d.crop_size}",
                  f"--data.step={d.step}", f"--data.cache_dir={d.cache_dir}", "--distill.ipc=2",
                  "--distill.image_size=32", f"--distill.output_dir={tmp_path / 'cli'}"]) == 0
-    assert {k: sorted(v) for k, v in read_labelled_set(tmp_path / "cli").items()} == {k: [0, 1] for k in rows}
+    cli = read_labelled_set(tmp_path / "cli")  # the command writes the same crops
+    assert sorted(cli) == sorted(rows) and all(np.array_equal(cli[k][j], rows[k][j]) for k in rows for j in (0, 1))
