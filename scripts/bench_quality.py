@@ -12,13 +12,14 @@ image size: ``downscaled`` (the distillation's own initialisation, iteration 0),
 hardest), ``mosaic`` (each image a grid of that scorer's hard smaller crops), ``mixed`` (the
 same grid with the photo downscaled as its first tile) and, when asked for, ``representative``
 (the crops whose luminance and bicubic-loss histograms best match the mean over all candidate
-crops of their photo); and any finished set given as ``--set NAME=FOLDER`` (a Hub id too). Every (set,
-judge, scale, seed) is trained with one recipe — same model, steps, batch, patch size,
-learning rate and schedule — and evaluated on the same held-out photos (PSNR/SSIM on Y,
-border = scale). Every row has the same number of synthetic images and
-image side (class-agnostic rows: ``distill.num_images`` = classes x ipc of the first row).
+crops of their photo); and any finished set given as ``--set NAME=FOLDER`` (a Hub id too).
+Every (set, judge, scale, seed) is trained with one recipe — same model, steps, batch, patch
+size, learning rate and schedule — and evaluated on the same held-out photos (PSNR/SSIM on
+Y, border = scale). Every row has the same number of synthetic images and image side
+(class-agnostic rows: ``distill.num_images`` = classes x ipc of the first row).
 Seeds vary the judge's initialisation and sample order; ``--vary-distill-seed`` also
-rebuilds every set with that seed (distillation, random crops, coreset scorer; ``--set`` rows stay as given). Sets are built once and judged at every scale (the reference scale of the
+rebuilds every set with that seed (distillation, random crops, coreset scorer; ``--set`` rows
+stay as given). Sets are built once and judged at every scale (the reference scale of the
 distillation is the config's) unless ``--distill-per-scale``.
 
 Judge protocol (hf_srdistill/judge_protocol.py): a short budget ranks what trains fastest,
@@ -220,8 +221,7 @@ def set_budget(job: DistillJobConfig) -> tuple[int, int]:
 def build_sets(args, jobs: dict[str, DistillJobConfig], out: Path, scale: int, seed: int) -> dict[str, str | None]:
     """Folders of every row for one (scale, seed); built once, reused when already complete."""
     from hf_srdistill.distill import distill, make_baseline_set
-    from hf_srdistill.distill.coreset import CROP_SETS, crop_set_layout, make_coreset_set
-    from hf_srdistill.distill.representative import make_representative_set
+    from hf_srdistill.distill.baselines import make_any_baseline
 
     seed_tag = f"_seed{seed}" if args.vary_distill_seed else ""
     scale_tag = f"_x{scale}" if args.distill_per_scale else ""
@@ -249,16 +249,12 @@ def build_sets(args, jobs: dict[str, DistillJobConfig], out: Path, scale: int, s
         folder = out / "sets" / f"{kind}{seed_tag}"  # baselines do not depend on the judge scale
         if not is_complete(folder):
             job = job_for(base, folder)
-            if kind in CROP_SETS:
-                make_coreset_set(job, reference=args.coreset_reference, outlier_pct=args.coreset_outlier_pct,
-                                 scorer_iterations=args.coreset_scorer_iterations, folder=folder,
-                                 **crop_set_layout(kind, args.mosaic_tiles))
-            elif kind == "representative":
-                make_representative_set(job, folder=folder)
-            elif kind == ORACLE:
+            if kind == ORACLE:
                 make_baseline_set("downscaled", oracle_job(job, args.test_sets))
             else:
-                make_baseline_set(kind, job)
+                make_any_baseline(kind, job, folder, reference=args.coreset_reference,
+                                  outlier_pct=args.coreset_outlier_pct,
+                                  scorer_iterations=args.coreset_scorer_iterations, tiles=args.mosaic_tiles)
         folders[kind] = str(folder)
     return folders
 
@@ -533,10 +529,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output_dir)
     jobs = distill_jobs(args)
     given = set_rows(args, jobs)
-    if "representative" in args.sets and jobs[args.distill_name].distill.grouping != "class":
-        print("bench_quality: --sets representative picks crops per photo; it needs distill.grouping=class",
-              file=sys.stderr)
-        return 2
+    if "representative" in args.sets:  # refused before any set is built
+        from hf_srdistill.distill.representative import require_class_grouping
+
+        try:
+            require_class_grouping(jobs[args.distill_name].distill)
+        except ValueError as err:
+            print(f"bench_quality: --sets representative: {err}", file=sys.stderr)
+            return 2
     distilled = [] if args.no_distill else list(jobs)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tests = {name: load_test_set(name, root=args.test_root)[:args.max_test_images] for name in args.test_sets}

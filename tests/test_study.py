@@ -232,3 +232,8 @@ def test_bench_scripts_run_with_the_smallest_flags(tmp_path):
                              "--set", f"../r={random_set}", "--output-dir", str(tmp_path / "q3")],
                             capture_output=True, text=True, timeout=600)
     assert escape.returncode != 0 and "expected a new NAME=FOLDER (NAME: letters, digits" in escape.stderr
+    agnostic = subprocess.run([env_py, str(ROOT / "scripts" / "bench_quality.py"), "--quick",
+                               "--sets", "representative", "--distill-config", str(ROOT / "configs" / "distill_agnostic_mini.yaml"),
+                               "--output-dir", str(tmp_path / "q4")], capture_output=True, text=True, timeout=600)
+    assert agnostic.returncode == 2 and "needs grouping=class" in agnostic.stderr
+    assert not (tmp_path / "q4").exists()  # refused before anything was built

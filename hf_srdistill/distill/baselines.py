@@ -43,16 +43,25 @@ def make_baseline_set(kind: str, cfg: DistillJobConfig, store=None, folder: str 
     return out
 
 
-def build_baseline(cfg: BaselineJobConfig) -> Path:
-    """The ``baseline`` command: write ``cfg.kind``'s set to distill.output_dir."""
-    job = DistillJobConfig(data=cfg.data, distill=cfg.distill)
-    from hf_srdistill.distill.coreset import CROP_SETS, crop_set_layout, make_coreset_set
+def make_any_baseline(kind: str, cfg: DistillJobConfig, folder: str | Path | None = None, *,
+                      reference: str | None = None, outlier_pct: float = 0.0, scorer_iterations: int | None = None,
+                      tiles: int = 2) -> Path:
+    """Write any baseline kind (the ``baseline`` command's ``kind``) to ``folder``
+    (default cfg.distill.output_dir): each kind goes to the module that builds it."""
+    from hf_srdistill.distill.coreset import CROP_SETS, DEFAULT_SCORER_ITERATIONS, crop_set_layout, make_coreset_set
 
-    if cfg.kind == "representative":
+    if kind == "representative":
         from hf_srdistill.distill.representative import make_representative_set
 
-        return make_representative_set(job)
-    if cfg.kind in CROP_SETS:
-        return make_coreset_set(job, outlier_pct=cfg.outlier_pct, scorer_iterations=cfg.scorer_iterations,
-                                **crop_set_layout(cfg.kind, cfg.tiles))
-    return make_baseline_set(cfg.kind, job)
+        return make_representative_set(cfg, folder=folder)
+    if kind in CROP_SETS:
+        return make_coreset_set(cfg, reference=reference, outlier_pct=outlier_pct, folder=folder,
+                                scorer_iterations=scorer_iterations or DEFAULT_SCORER_ITERATIONS,
+                                **crop_set_layout(kind, tiles))
+    return make_baseline_set(kind, cfg, folder=folder)
+
+
+def build_baseline(cfg: BaselineJobConfig) -> Path:
+    """The ``baseline`` command: write ``cfg.kind``'s set to distill.output_dir."""
+    return make_any_baseline(cfg.kind, DistillJobConfig(data=cfg.data, distill=cfg.distill),
+                             outlier_pct=cfg.outlier_pct, scorer_iterations=cfg.scorer_iterations, tiles=cfg.tiles)

@@ -84,6 +84,13 @@ def herd(descriptors: list[np.ndarray], k: int) -> tuple[list[int], list[float]]
     return chosen, distances
 
 
+def require_class_grouping(d) -> None:
+    """Refuse a class-agnostic config: the crops are chosen per photo."""
+    if d.grouping != "class":
+        raise ValueError(f"representative crops are chosen per photo; distill.grouping={d.grouping!r} needs "
+                         "grouping=class")
+
+
 def make_representative_set(cfg: DistillJobConfig, *, step: int | None = None, scales: tuple[int, ...] = (2, 4),
                             store=None, folder: str | Path | None = None) -> Path:
     """Write ``cfg``'s budget (ipc images of image_size per class) of herded real crops; returns the folder.
@@ -96,9 +103,7 @@ def make_representative_set(cfg: DistillJobConfig, *, step: int | None = None, s
 
     t0 = time.time()
     d = cfg.distill
-    if d.grouping != "class":
-        raise ValueError(f"representative crops are chosen per photo; distill.grouping={d.grouping!r} needs "
-                         "grouping=class")
+    require_class_grouping(d)
     step = step or max(1, d.image_size // 2)
     store = store if store is not None else SubImageStore.build(cfg.data)
     images, labels, ipc_index, picks = [], [], [], []
