@@ -260,8 +260,10 @@ class TrajectoryConfig:
     expert_lr: float = 1e-3
     expert_batch: int = 16
     expert_patch: int = 48
-    # a matching starts from checkpoint t < max_start (counted from the first saved one) and
-    # targets checkpoint t + span.
+    # a matching starts from checkpoint min_start <= t < max_start (counted from the first saved
+    # one) and targets checkpoint t + span. min_start > 0 matches only later training stages:
+    # the first checkpoints are what a short judge learns, the later ones what a converged one does.
+    min_start: int = 0
     max_start: int = 10
     span: int = 2
     # student: syn_steps differentiable SGD steps on batch_syn random patch_size crops of the
@@ -287,6 +289,9 @@ class TrajectoryConfig:
                         lr_lr=self.lr_lr)
         if self.batch_syn < 0:
             raise ValueError(f"distill.tm.batch_syn must be >= 0 (0 = all images), got {self.batch_syn}")
+        if not 0 <= self.min_start < self.max_start:
+            raise ValueError(f"distill.tm: need 0 <= min_start < max_start, got min_start={self.min_start}, "
+                             f"max_start={self.max_start}")
         if (self.max_start + self.span) * self.expert_every > self.expert_steps:
             raise ValueError(f"distill.tm: (max_start + span) x expert_every = "
                              f"{(self.max_start + self.span) * self.expert_every} exceeds expert_steps="

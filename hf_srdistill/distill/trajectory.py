@@ -253,7 +253,7 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
             snap()
         gen = torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, iteration, -3))
         model, traj = experts[iteration % len(experts)]
-        t = int(torch.randint(0, min(tm.max_start, traj.shape[0] - tm.span), (1,), generator=gen))
+        t = int(torch.randint(tm.min_start, min(tm.max_start, traj.shape[0] - tm.span), (1,), generator=gen))
         start, target = traj[t].to(acc.device), traj[t + tm.span].to(acc.device)
         net = nets[id(model)]
         precond = None
@@ -327,8 +327,9 @@ def describe(cfg: DistillJobConfig) -> str:
     """One line for cards and logs."""
     tm = cfg.distill.tm
     names = ", ".join(f"{m.name} x{m.scale}" for m in expert_models(cfg))
+    stages = f"from expert steps {(tm.min_start + 1) * tm.expert_every}-{tm.max_start * tm.expert_every}"
     return (f"trajectory matching: {tm.syn_steps} student steps against {tm.span} expert checkpoints "
-            f"({tm.span * tm.expert_every} expert steps) of {tm.num_experts} run(s) each of {names}")
+            f"({tm.span * tm.expert_every} expert steps, {stages}) of {tm.num_experts} run(s) each of {names}")
 
 
 __all__ = ["distill_tm", "train_expert", "unroll", "trajectory_loss", "student_crops", "expert_models", "describe"]

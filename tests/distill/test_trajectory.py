@@ -139,5 +139,18 @@ def test_tm_settings_are_validated(bad, match):
         DistillConfig(objective="tm", image_size=32, tm=TrajectoryConfig(**{**TINY_TM, **bad}))
     with pytest.raises(ValueError, match="exceeds expert_steps"):
         TrajectoryConfig(expert_steps=100, expert_every=10, max_start=9, span=2)
+    with pytest.raises(ValueError, match="need 0 <= min_start < max_start"):
+        TrajectoryConfig(**{**TINY_TM, "min_start": 2})
     with pytest.raises(ValueError, match="init=latent is not supported"):
         DistillConfig(objective="tm", init="latent", image_size=32, tm=TrajectoryConfig(**TINY_TM))
+
+
+def test_min_start_matches_only_the_later_checkpoints(tm_job):
+    from hf_srdistill.history import read_history
+
+    cfg = tm_job(expert_steps=50, max_start=3, min_start=1)
+    cfg = dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, iterations=6, lr_img=0.1))
+    folder = distill(cfg)
+    starts = {int(r["start"]) for r in read_history(folder / "history.csv")}
+    assert starts and starts <= {1, 2}, starts
+    assert "from expert steps 20-30" in T.describe(cfg)
