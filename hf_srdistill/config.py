@@ -366,8 +366,11 @@ class DistillConfig:
     reference_pool: list[str] = field(default_factory=list)
     # generator backend and its settings, used when init=latent.
     latent: LatentConfig = field(default_factory=LatentConfig)
-    # memory bound: classes matched together in one batched pass.
-    classes_per_step: int = 32
+    # memory bound: classes matched together in one batched pass. 0 = auto: one class is probed
+    # at start-up (its peak memory against each reference) and a chunk takes as many classes as
+    # half the free memory holds (GPU memory, or available RAM on a CPU); the value chosen is
+    # recorded in the checkpoint and the set's provenance.
+    classes_per_step: int = 0
     # False = the per-class reference loop (slow; kept to check the batched path).
     batched: bool = True
     # arithmetic of the gm/dm matching step: fp32; bf16 = autocast the SR net to bfloat16
@@ -394,10 +397,12 @@ class DistillConfig:
         _check_positive("distill", ipc=self.ipc, image_size=self.image_size, iterations=self.iterations,
                         outer_loop=self.outer_loop, batch_real=self.batch_real, batch_net=self.batch_net,
                         lr_img=self.lr_img, lr_net=self.lr_net,
-                        classes_per_step=self.classes_per_step, checkpoint_every=self.checkpoint_every,
+                        checkpoint_every=self.checkpoint_every,
                         snapshot_every=self.snapshot_every)
         if self.inner_loop < 0:
             raise ValueError(f"distill.inner_loop must be >= 0, got {self.inner_loop}")
+        if self.classes_per_step < 0:
+            raise ValueError(f"distill.classes_per_step must be >= 0 (0 = auto), got {self.classes_per_step}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"distill.momentum must be in [0, 1) (SGD momentum), got {self.momentum}")
         for name in ("real_chunk", "syn_chunk"):

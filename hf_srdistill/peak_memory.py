@@ -69,3 +69,23 @@ class PeakMemory:
             self.thread.join()
             self.peak = max(self.peak, self._rss())
         self.delta = self.peak - self.base
+
+
+def free_memory(device: Any) -> int:
+    """Bytes new tensors can still get: free device memory plus PyTorch's unused cache on CUDA,
+    else the system's available RAM."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def chunk_that_fits(per_item: int, free: int, items: int, fraction: float = 0.5) -> int:
+    """Most items (1..items) whose working memory, ``per_item`` bytes each, fits in ``fraction``
+    of ``free``; the rest is headroom for the allocator, the optimiser and the set itself."""
+    return max(1, min(items, int(fraction * free) // max(per_item, 1)))

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from hf_srdistill.peak_memory import PeakMemory
+from hf_srdistill.peak_memory import PeakMemory, chunk_that_fits, free_memory
 
 # source -> (photos, sub-images at BasicSR's 480/240/0, a typical photo W x H), train split
 KNOWN_SIZES = {"div2k": (800, 32592, (2040, 1536)), "photos": (16, 601, (2040, 1360))}
@@ -47,6 +47,7 @@ SAMPLE_PHOTOS = 2
 TRAIN_STEPS = 3  # timed training steps per model (after one warm-up step)
 # distillation iterations timed after a warm-up: at least MIN, then more until TIME_BUDGET_S or MAX
 MIN_ITERATIONS, MAX_ITERATIONS, TIME_BUDGET_S = 2, 8, 2.0
+AUTO_SAMPLE = 32  # classes timed on a GPU when distill.classes_per_step=0 (auto)
 LOOP_DECODED_CACHE_MB = 256  # what loop.distill's SubImageStore.build keeps decoded
 MAIN_KEYS = {"model", "train", "eval", "sets", "judge_seeds", "output_dir", "reference_train", "reference_models"}
 SCALING = {
@@ -398,13 +399,13 @@ def time_gm_dm(cfg, store, acc, pretrained, sample: int, tmp: Path) -> dict:
     from hf_srdistill.provenance import describe_source
 
     d = cfg.distill
-    warm = _Run(cfg, acc, ClassView(store, 1), None)  # first calls pay for kernel selection and allocation
+    warm = _Run(cfg, acc, ClassView(store, 1), None, pretrained)  # first calls pay for kernel selection and allocation
     t0 = time.perf_counter()
     _iteration(warm, cfg, pretrained, acc.device)
     _sync(acc.device)
     slow = time.perf_counter() - t0 > TIME_BUDGET_S  # then one timed iteration (per pool member) is enough
     del warm
-    run = _Run(cfg, acc, ClassView(store, sample), None)
+    run = _Run(cfg, acc, ClassView(store, sample), None, pretrained)
     times, cycle = [], max(1, len(pretrained))  # whole cycles of a reference pool
     with PeakMemory(acc.device) as mem:
         while len(times) < (1 if slow else MIN_ITERATIONS) or len(times) % cycle or \
@@ -440,7 +441,7 @@ def time_gm_dm(cfg, store, acc, pretrained, sample: int, tmp: Path) -> dict:
             "seconds_per_class_iteration": statistics.mean(times) / sample, "peak_memory": mem.peak,
             "memory_before": mem.base, "memory_delta": mem.delta, "state_bytes_per_class": state_bytes / sample,
             "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_bytes, "write_set_seconds": write_s,
-            "png_seconds_per_image": png_s, "set_bytes_per_image": per_image}
+            "png_seconds_per_image": png_s, "set_bytes_per_image": per_image, "classes_per_step": run.classes_per_step}
 
 
 def time_tm(cfg, store, acc, classes: int) -> dict:
@@ -593,7 +594,8 @@ def make_plan(cfg, photos: int | None = None, photo_size: tuple[int, int] | None
                                                             f"images; {ckpts} checkpoints"))
                 write = {"seconds": 0.0, "bytes": 0}
             else:
-                sample = sample_classes or min(classes, d.classes_per_step if device.type == "cuda" else 2)
+                sample = sample_classes or min(classes, (d.classes_per_step or AUTO_SAMPLE) if device.type == "cuda"
+                                               else 2)
                 sample = max(1, min(sample, classes))
                 pretrained = _references(cfg if main_job else run_cfg, main_job)
                 notes.append(f"reference: {pretrained[1]}")
@@ -609,7 +611,10 @@ def make_plan(cfg, photos: int | None = None, photo_size: tuple[int, int] | None
                     # working memory grows with the chunk on a GPU (vmap over it); state with the classes held
                     work = m["memory_delta"] - m["state_bytes_per_class"] * sample
                     if device.type == "cuda":
-                        work *= min(per_process, d.classes_per_step) / min(sample, d.classes_per_step)
+                        per_class = work / min(sample, m["classes_per_step"])
+                        chunk = min(per_process, d.classes_per_step) if d.classes_per_step else \
+                            chunk_that_fits(per_class, free_memory(device), per_process)  # what auto will choose
+                        work = per_class * chunk
                     gathered = m["state_bytes_per_class"] * classes * 2 if p > 1 else 0  # main gathers the set
                     memory[p] = m["memory_before"] + max(work, 0) + 6 * m["state_bytes_per_class"] * per_process \
                         + gathered

@@ -53,6 +53,7 @@ from hf_srdistill.history import HISTORY, LOSS_CURVE, History, accelerator_kwarg
 from hf_srdistill.io import check_writable, remove_stale_tmp
 
 REAL_STREAM, NET_STREAM, MODEL_STREAM = 2, 3, 4
+PROBE_STREAM = 8  # the classes_per_step=0 probe's real draw (apart from every other stream)
 SNAPSHOT_ROWS = 4  # classes shown in the evolution figure
 # a class whose pixels are pinned at 0 or 1 this much more than at its start has been blown
 # out by too large a step (clamping keeps such pixels finite, so the NaN guard cannot see it);
@@ -110,7 +111,7 @@ def load_references(d) -> list[torch.nn.Module]:
 class _Run:
     """State of one process: its classes' pixels, their optimiser, the snapshot thumbnails."""
 
-    def __init__(self, cfg: DistillJobConfig, acc, store, state: DistillState | None):
+    def __init__(self, cfg: DistillJobConfig, acc, store, state: DistillState | None, pretrained: list):
         d = self.d = cfg.distill
         self.cfg, self.acc, self.store = cfg, acc, store
         self.k = store.num_classes
@@ -144,19 +145,45 @@ class _Run:
         self.real_chunk = d.real_chunk or (real_forward_chunk(d.batch_real, acc.device) if d.objective == "dm"
                                            else auto_chunk(acc.device))
         self.syn_chunk = d.syn_chunk or auto_chunk(acc.device)
-        self.arithmetic = {"device": acc.device.type, "batched": d.batched, "classes_per_step": d.classes_per_step,
+        self.classes_per_step = d.classes_per_step or self._classes_that_fit(pretrained)
+        self.arithmetic = {"device": acc.device.type, "batched": d.batched, "classes_per_step": self.classes_per_step,
                            "real_chunk": self.real_chunk, "syn_chunk": self.syn_chunk}
         change = arithmetic_change(state.arithmetic, self.arithmetic) if state is not None else None
         if change and acc.is_main_process:
             print(f"distill: warning: {change}", file=sys.stderr)
 
     def _match(self, model, syn: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        d = self.d
+        d, chunk = self.d, syn.shape[0]  # matching_step hands over one chunk of classes at a time
         if d.objective == "dm":
-            return dm_match_and_backward(model, syn, real, model.scale, d.dm, d.classes_per_step, d.batched,
-                                         self.real_chunk)
-        return match_and_backward(model, syn, real, model.scale, d.distance, d.classes_per_step, d.batched,
+            return dm_match_and_backward(model, syn, real, model.scale, d.dm, chunk, d.batched, self.real_chunk)
+        return match_and_backward(model, syn, real, model.scale, d.distance, chunk, d.batched,
                                   self.real_chunk, self.syn_chunk)
+
+    def _classes_that_fit(self, pretrained: list) -> int:
+        """classes_per_step=0: the chunk that half the free memory holds, from one probed class.
+
+        The probe is one class's matching step against each reference (a copy of the first
+        class's pixels, so the set is untouched; its own real draw and RNG, so the run's streams
+        are too). Its peak includes the step's fixed costs, so the estimate errs on the safe side.
+        """
+        from hf_srdistill.peak_memory import PeakMemory, chunk_that_fits, free_memory
+
+        d, s, dev = self.d, self.d.image_size, self.acc.device
+        held = self.hi - self.lo
+        if held <= 1:
+            return 1
+        real = self.store.sample_patches(self.lo, d.batch_real, s, class_generator(d.seed, self.lo, PROBE_STREAM))
+        real = real[None].to(dev).contiguous()
+        per_class = 0
+        for i in range(max(1, len(pretrained))):
+            model = reference_model(self.cfg, i, pretrained, dev)
+            syn = self.images.detach()[: d.ipc].clone().view(1, d.ipc, 3, s, s).requires_grad_(True)
+            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), PeakMemory(dev) as mem, \
+                    precision(d.precision, dev):
+                self._match(model, syn, real)
+            per_class = max(per_class, mem.delta)
+            del model, syn
+        return chunk_that_fits(per_class, free_memory(dev), held)
 
     # ---- collectives ------------------------------------------------------------------
     def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
@@ -208,8 +235,8 @@ class _Run:
             self.opt.zero_grad(set_to_none=True)
         syn = self.images.view(-1, d.ipc, 3, s, s)
         losses = []
-        for c0 in range(self.lo, self.hi, d.classes_per_step):
-            c1 = min(c0 + d.classes_per_step, self.hi)
+        for c0 in range(self.lo, self.hi, self.classes_per_step):
+            c1 = min(c0 + self.classes_per_step, self.hi)
             real = torch.stack([self.store.sample_patches(
                 c, d.batch_real, s, class_generator(d.seed, c, REAL_STREAM, self.iteration, outer))
                 for c in range(c0, c1)]).to(self.acc.device).contiguous()
@@ -311,8 +338,8 @@ def distill(cfg: DistillJobConfig) -> Path:
     if state is not None and state.images.shape[0] != store.num_classes * d.ipc:
         raise ValueError(f"checkpoint {path} holds {state.images.shape[0]} images, expected "
                          f"{store.num_classes} classes x ipc {d.ipc}")
-    run = _Run(cfg, acc, store, state)
     pretrained = load_references(d)
+    run = _Run(cfg, acc, store, state, pretrained)
     columns = HISTORY_COLUMNS + (("lr_latent",) if run.latent is not None else ())
     history = History.resume(Path(d.output_dir) / HISTORY, columns, run.iteration) if acc.is_main_process else None
     tracking = start_tracking(acc, d.log_with, cfg)
@@ -374,6 +401,8 @@ def write_set(cfg: DistillJobConfig, store, final: DistillState, out: Path, sour
     d = cfg.distill
     labels, ipc_index, names, grouping = set_layout(store, d.ipc)
     extra = {"kind": "distilled", "iterations": final.iteration, "processes": world, "grouping": grouping}
+    if final.arithmetic:  # what ran (classes_per_step as resolved, chunks, device), not only what was asked
+        extra["arithmetic"] = final.arithmetic
     write_image_set(out, final.images, labels, names, ipc_index, cfg, extra=extra,
                     real_sizes=real_set_sizes(real_store(store), cfg.data), source=source,
                     wall_time_s=final.wall_time_s)

@@ -140,6 +140,29 @@ def test_resume_with_other_arithmetic_says_so(tiny_job, tmp_path, capsys):
     assert "resuming with other arithmetic (syn_chunk 1 -> 2)" in capsys.readouterr().err
 
 
+def test_auto_classes_per_step_is_chosen_from_free_memory_and_changes_no_pixel(tiny_job, tmp_path, monkeypatch):
+    import hf_srdistill.peak_memory as pm
+
+    fixed = distill(_with(tiny_job(), iterations=2, classes_per_step=1, output_dir=str(tmp_path / "fixed")))
+    chosen = {}
+    for name, free in (("roomy", 1 << 50), ("tight", 1)):
+        monkeypatch.setattr(pm, "free_memory", lambda device, free=free: free)
+        folder = distill(_with(tiny_job(), iterations=2, classes_per_step=0, output_dir=str(tmp_path / name)))
+        chosen[name] = json.loads((folder / "provenance.json").read_text())["extra"]["arithmetic"]["classes_per_step"]
+        # the probe touches neither the set nor the run's random streams
+        assert torch.equal(_state(folder)["images"], _state(fixed)["images"]), name
+    assert chosen == {"roomy": 3, "tight": 1}  # all 3 classes in one chunk, or one at a time
+
+
+def test_chunk_that_fits_keeps_half_the_free_memory():
+    from hf_srdistill.peak_memory import chunk_that_fits, free_memory
+
+    assert chunk_that_fits(100, 1000, 32) == 5
+    assert chunk_that_fits(100, 1000, 3) == 3 and chunk_that_fits(10**9, 1000, 32) == 1
+    assert chunk_that_fits(0, 1000, 8) == 8  # a probe that measured nothing does not divide by zero
+    assert free_memory("cpu") > 0
+
+
 def test_resume_refuses_a_checkpoint_of_another_config(tiny_job, tmp_path):
     from hf_srdistill.configio import ConfigError
 
