@@ -168,9 +168,11 @@ def plan_sets(suite: SuiteConfig, suite_dir: Path) -> list[SetPlan]:
     return baselines + synthetic
 
 
-# fields that say where and how often to write, not what is computed: never a recipe change
+# fields that say where and how often to write, or how much to hold in memory at once, not what
+# is computed: never a recipe change (classes_per_step only bounds a chunk: on a CPU the pixels
+# are bit-identical whatever its value, on a GPU it can change their rounding)
 INERT_FIELDS = {"resume", "output_dir", "checkpoint_every", "snapshot_every", "log_every", "log_with",
-                "num_workers", "decoded_cache_mb", "num_proc", "expert_dir"}
+                "num_workers", "decoded_cache_mb", "num_proc", "expert_dir", "classes_per_step"}
 _ABSENT = object()
 
 

@@ -159,6 +159,8 @@ def test_recipe_changes_ignore_output_fields_and_fields_added_at_their_default()
     assert study.recipe_changes(old, {"distill": {"lr_img": 0.02, "init_set": "x", "checkpoint_every": 50}},
                                 defaults) == ["distill.init_set", "distill.lr_img"]
     assert study.recipe_changes({"judges": [1]}, {}, {}) == ["judges"]
+    # a memory bound is not a recipe: a bench from before classes_per_step=0 (auto) stays reusable
+    assert study.recipe_changes({"distill": {"classes_per_step": 32}}, {"distill": {"classes_per_step": 0}}, {}) == []
 
 
 def test_cli_reports_missing_config(capsys):
