@@ -377,6 +377,10 @@ class DistillConfig:
     # (distances and pixels stay fp32; pixel gradients within 10 % relative L2 of fp32, tested);
     # tf32 = TF32 matmuls/convolutions on CUDA (no effect on a CPU).
     precision: Literal["fp32", "bf16", "tf32"] = "fp32"
+    # torch.compile the gm/dm matching step (one compile per chunk shape, tens of seconds on a
+    # CPU; pixel gradients equal eager to float rounding, tested). Meant for GPUs: on 2 CPU
+    # cores at the main job's sizes it ran within a few percent of eager.
+    compile: bool = False
     # classes per vmap call for the real / synthetic gradients; 0 = auto: all on a GPU, one on a
     # CPU (oneDNN's grouped convolutions, which wider vmaps produce, are slow there; one class
     # per call equals the per-class loop bit for bit). dm: classes per real forward, 0 = all,

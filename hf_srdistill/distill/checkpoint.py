@@ -26,7 +26,7 @@ from hf_srdistill.io import atomic_path
 # only the rounding of the matching step, but some recipes amplify rounding into visible pixel
 # differences, so the resolved arithmetic is stored and a resume that changes it says so.
 RESUMABLE = {"iterations", "resume", "checkpoint_every", "snapshot_every", "output_dir",
-             "classes_per_step", "batched", "real_chunk", "syn_chunk", "log_with"}
+             "classes_per_step", "batched", "real_chunk", "syn_chunk", "compile", "log_with"}
 
 
 @dataclass

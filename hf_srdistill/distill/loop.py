@@ -146,8 +146,11 @@ class _Run:
                                            else auto_chunk(acc.device))
         self.syn_chunk = d.syn_chunk or auto_chunk(acc.device)
         self.classes_per_step = d.classes_per_step or self._classes_that_fit(pretrained)
+        self.matcher = torch.compile(self._match) if d.compile else self._match
         self.arithmetic = {"device": acc.device.type, "batched": d.batched, "classes_per_step": self.classes_per_step,
                            "real_chunk": self.real_chunk, "syn_chunk": self.syn_chunk}
+        if d.compile:  # recorded only when on, so checkpoints from before the field resume silently
+            self.arithmetic["compile"] = True
         change = arithmetic_change(state.arithmetic, self.arithmetic) if state is not None else None
         if change and acc.is_main_process:
             print(f"distill: warning: {change}", file=sys.stderr)
@@ -241,7 +244,7 @@ class _Run:
                 c, d.batch_real, s, class_generator(d.seed, c, REAL_STREAM, self.iteration, outer))
                 for c in range(c0, c1)]).to(self.acc.device).contiguous()
             with precision(d.precision, self.acc.device):
-                losses.append(self._match(model, syn[c0 - self.lo:c1 - self.lo], real))
+                losses.append(self.matcher(model, syn[c0 - self.lo:c1 - self.lo], real))
         loss = torch.cat(losses) if losses else torch.zeros(0, device=self.acc.device)
         bad = self._first_bad(loss, "matching loss")
         if bad is None:

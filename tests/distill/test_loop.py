@@ -66,6 +66,21 @@ def test_bf16_matching_moves_the_set_like_fp32_and_is_recorded(tiny_job, tmp_pat
     assert yaml.safe_load((folder / "config.yaml").read_text())["distill"]["precision"] == "bf16"
 
 
+def test_a_compiled_matching_step_moves_the_set_as_eager_does(tiny_job, tmp_path):
+    cfg = tiny_job(iterations=2, outer_loop=1, classes_per_step=3, lr_img=10.0)
+    eager = _state(distill(cfg))["images"]
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    folder = distill(_with(cfg, compile=True, output_dir=str(tmp_path / "compiled")))
+    assert counters["stats"]["unique_graphs"] > 0  # dynamo did compile the step
+    init = init_images(cfg.distill, _store(cfg), [0, 1, 2])
+    assert (eager - init).abs().max() > 1e-3  # the pixels moved, so equal sets say something
+    moved = float((eager - init).abs().max())
+    assert float((_state(folder)["images"] - eager).abs().max()) < 1e-3 * moved
+    assert json.loads((folder / "provenance.json").read_text())["extra"]["arithmetic"]["compile"] is True
+
+
 def _store(cfg):
     from hf_srdistill.data.grouped import SubImageStore
 
