@@ -60,7 +60,9 @@ PATHS = {
     "dm": lambda dev, b, ipc: (True, real_forward_chunk(b, dev), None),  # distribution matching, as the loop runs it
     "bf16": lambda dev, b, ipc: (True, auto_chunk(dev), auto_chunk(dev)),  # batched, distill.precision
     "tf32": lambda dev, b, ipc: (True, auto_chunk(dev), auto_chunk(dev)),
+    "compiled": lambda dev, b, ipc: (True, auto_chunk(dev), auto_chunk(dev)),  # batched under distill.compile
 }
+compiled_match = torch.compile(match_and_backward)  # compiles at its first call (the warm-up)
 
 
 def sync(device):
@@ -102,8 +104,8 @@ def one_step(model, syn0, real, scale, path, cps, device):
             dm_match_and_backward(model, leaf.view(k, ipc, *syn0.shape[1:]), real, scale, DMConfig(), cps, batched,
                                   real_chunk)
         else:
-            match_and_backward(model, leaf.view(k, ipc, *syn0.shape[1:]), real, scale, "cos", cps, batched,
-                               real_chunk, syn_chunk)
+            (compiled_match if path == "compiled" else match_and_backward)(
+                model, leaf.view(k, ipc, *syn0.shape[1:]), real, scale, "cos", cps, batched, real_chunk, syn_chunk)
         sync(device)
         dt, dc = time.perf_counter() - t, time.process_time() - c
     return dt, dc, mem.delta, leaf.grad.detach()
@@ -153,8 +155,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--paths", nargs="+", default=["loop", "batched", "vmap-all", "dm"], choices=list(PATHS),
-                   help="bf16 / tf32 = the batched path under distill.precision (its grad diff is against "
-                        "the fp32 loop)")
+                   help="bf16 / tf32 = the batched path under distill.precision, compiled = under "
+                        "distill.compile (grad diffs are against the fp32 loop)")
     p.add_argument("--pool", nargs="+", default=[], metavar="NAME:SCALE",
                    help="also time a reference pool, e.g. srcnn:2 srcnn:4 (the main job's)")
     p.add_argument("--clock", choices=["wall", "cpu"], default=None,
