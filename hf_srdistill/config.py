@@ -378,8 +378,8 @@ class DistillConfig:
     # tf32 = TF32 matmuls/convolutions on CUDA (no effect on a CPU).
     precision: Literal["fp32", "bf16", "tf32"] = "fp32"
     # torch.compile the gm/dm matching step (one compile per chunk shape, tens of seconds on a
-    # CPU; pixel gradients equal eager to float rounding, tested). Meant for GPUs: on 2 CPU
-    # cores at the main job's sizes it ran within a few percent of eager.
+    # CPU; pixel gradients equal eager to float rounding, tested). Meant for GPUs: on a CPU at
+    # the main job's sizes it was not faster than eager (README, bench_distill --paths compiled).
     compile: bool = False
     # classes per vmap call for the real / synthetic gradients; 0 = auto: all on a GPU, one on a
     # CPU (oneDNN's grouped convolutions, which wider vmaps produce, are slow there; one class
