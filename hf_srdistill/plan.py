@@ -583,7 +583,7 @@ def make_plan(cfg, photos: int | None = None, photo_size: tuple[int, int] | None
             if d.objective == "tm":
                 m = time_tm(run_cfg, ClassView(loop_store, classes), acc, classes)
                 measured["distill"] = m
-                keys = min(d.iterations, len(m["experts"]) * d.tm.num_experts * d.tm.max_start)
+                keys = min(d.iterations, len(m["experts"]) * d.tm.num_experts * (d.tm.max_start - d.tm.min_start))
                 precond = statistics.mean(e["precond_seconds"] for e in m["experts"]) * keys \
                     if d.tm.student == "adam" else 0.0
                 ckpts = d.iterations // d.checkpoint_every + (1 if d.iterations % d.checkpoint_every else 0)
