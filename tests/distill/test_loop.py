@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,8 @@ def test_bf16_matching_moves_the_set_like_fp32_and_is_recorded(tiny_job, tmp_pat
     assert yaml.safe_load((folder / "config.yaml").read_text())["distill"]["precision"] == "bf16"
 
 
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")),
+                    reason="torch.compile on a CPU needs a C++ compiler")
 def test_a_compiled_matching_step_moves_the_set_as_eager_does(tiny_job, tmp_path):
     cfg = tiny_job(iterations=2, outer_loop=1, classes_per_step=3, lr_img=10.0)
     eager = _state(distill(cfg))["images"]
