@@ -3,8 +3,8 @@
 #   bash scripts/gpu_check.sh [OUT_DIR]
 # 1. the CUDA tests (bicubic on the GPU equals the CPU one, ...);
 # 2. bf16 gradients against fp32 on the GPU, through the bf16 test run on the CUDA device;
-# 3. matching throughput: per-class loop vs batched vs bf16 / TF32 / torch.compile at the main job's and the
-#    DIV2K configs' sizes (bench_distill --device cuda);
+# 3. matching throughput: per-class loop vs batched vs bf16 / TF32 / torch.compile at the main
+#    job's and the DIV2K configs' sizes (bench_distill --device cuda);
 # 4. hf-srdistill plan for configs/main_div2k.yaml on this GPU (stand-in photos).
 set -euo pipefail
 cd "$(dirname "$0")/.."
