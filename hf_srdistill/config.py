@@ -433,6 +433,9 @@ class DistillConfig:
         if self.objective == "tm":
             if self.init == "latent":
                 raise ValueError("distill.objective=tm optimises pixels; init=latent is not supported with it")
+            if self.reference_pool or self.reference_path:
+                raise ValueError("distill.objective=tm trains its own experts (distill.tm); distill.reference_path/"
+                                 "reference_pool name pretrained gm/dm references it would not use: unset them")
             for m in self.tm.models or [self.reference]:
                 if self.tm.patch_size > self.image_size or self.tm.patch_size % m.scale:
                     raise ValueError(f"distill.tm.patch_size={self.tm.patch_size} must be <= distill.image_size="

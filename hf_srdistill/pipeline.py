@@ -31,10 +31,15 @@ def build_training_sets(cfg: MainJobConfig) -> dict[str, str | None]:
     if unknown:
         raise ValueError(f"sets: unknown {unknown}; choose from {SET_KINDS}")
     distill_cfg, refs = cfg.distill, []
-    if cfg.reference_train is not None and {"distilled", "coreset"} & set(cfg.sets):
+    tm = distill_cfg.objective == "tm"
+    if tm and distill_cfg.tm.expert_dir is None:  # kept beside the sets, not inside a set folder
+        distill_cfg = dataclasses.replace(distill_cfg, tm=dataclasses.replace(distill_cfg.tm,
+                                                                              expert_dir=str(out / "experts")))
+    if cfg.reference_train is not None and ("coreset" in cfg.sets or ("distilled" in cfg.sets and not tm)):
         refs = [str(path) for path in train_references(cfg)]
-        pick = {"reference_path": refs[0]} if len(refs) == 1 else {"reference_pool": refs}
-        distill_cfg = dataclasses.replace(distill_cfg, **pick)
+        if not tm:  # tm distils against its own experts; the references then only score the coreset
+            pick = {"reference_path": refs[0]} if len(refs) == 1 else {"reference_pool": refs}
+            distill_cfg = dataclasses.replace(distill_cfg, **pick)
     sets: dict[str, str | None] = {}
     for kind in cfg.sets:
         job = DistillJobConfig(data=cfg.data, distill=dataclasses.replace(
@@ -103,6 +108,7 @@ def _is_complete_set(folder: str) -> bool:
 def run_main(cfg: MainJobConfig) -> dict:
     from hf_srdistill.evaluate import evaluate_many, model_upscaler, comparison_grid, write_results
     from hf_srdistill.data import load_test_set
+    from hf_srdistill.distill.baselines import BASELINES
     from hf_srdistill.models import load_model
     from hf_srdistill.train import train_sr
 
@@ -126,7 +132,8 @@ def run_main(cfg: MainJobConfig) -> dict:
     table = write_results(out, results, cfg.model.scale, title=f"{cfg.model.name} x{cfg.model.scale}, "
                           f"trained on each set (IPC {cfg.distill.ipc}, {cfg.distill.image_size} px), "
                           f"mean of judge seeds {seeds}")
-    deltas = distilled_deltas(per_seed, f"{cfg.model.name} on ")
+    start = {init: kind for kind, init in BASELINES.items()}.get(cfg.distill.init)  # the set at iteration 0
+    deltas = distilled_deltas(per_seed, f"{cfg.model.name} on ", start)
     if deltas:
         write_text(out / "table.md", table + "\n" + deltas + "\n")
         print(deltas)
@@ -153,8 +160,9 @@ def mean_results(per_seed: dict[int, dict]) -> dict:
     return out
 
 
-def distilled_deltas(per_seed: dict[int, dict], prefix: str) -> str:
-    """PSNR of the distilled set minus downscaled / random, paired by seed, and the one-line verdict."""
+def distilled_deltas(per_seed: dict[int, dict], prefix: str, init: str | None = "downscaled") -> str:
+    """PSNR of the distilled set minus downscaled / random / coreset, paired by seed, and the verdicts
+    against ``init`` (the baseline set that is the distilled set's start) and the coreset."""
     distilled = prefix + "distilled"
     first = next(iter(per_seed.values()))
     if distilled not in first:
@@ -170,9 +178,9 @@ def distilled_deltas(per_seed: dict[int, dict], prefix: str) -> str:
             diff = np.subtract(a, b)
             spread = max(np.std(a, ddof=1), np.std(b, ddof=1)) if len(a) > 1 else float("nan")
             lines.append(f"| {name} | {ref} | {diff.mean():+.3f} | {spread:.3f} |")
-            if ref in ("downscaled", "coreset"):
+            if ref in (init, "coreset"):
                 beat = "beat" if diff.mean() > spread else "did not beat"
-                what = "its downscaled init" if ref == "downscaled" else "the coreset of the same size"
+                what = f"its {ref} init" if ref == init else "the coreset of the same size"
                 verdicts.append(f"On {name}, the distilled set {beat} {what}: "
                                 f"{diff.mean():+.3f} dB against a seed spread of {spread:.3f} dB "
                                 f"({len(a)} judge seeds).")

@@ -28,6 +28,13 @@ reference pool (``distill.reference_pool``, each member at its own scale and ``-
 width); an iteration matches against one member, so the row is their mean time and largest
 memory, and its "vs loop" compares with the batched step of ``--model``.
 
+Row ``tm``: one trajectory-matching iteration (``distill.objective=tm``, ``trajectory.unroll``):
+``--tm-steps`` differentiable student steps on ``--tm-batch`` random ``--tm-patch``-px crops of
+the set from a start checkpoint, the normalised distance to a target, and the backward into the
+pixels. Its cost does not grow with the classes (the crops are drawn from the whole set) but its
+memory grows with the steps (the unrolled graph); FLOPs are a synthetic image's factor per crop
+per step; its "vs loop" compares with the batched GM step.
+
 Memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the process RSS sampled every
 2 ms by a background thread (torch's CPU allocator is invisible to tracemalloc, and
 ru_maxrss cannot be reset between measurements), minus the RSS just before the call.
@@ -44,9 +51,10 @@ import time
 
 import torch
 
-from hf_srdistill.config import DMConfig, ModelConfig
+from hf_srdistill.config import DMConfig, ModelConfig, TrajectoryConfig
 from hf_srdistill.distill.dm import dm_match_and_backward, real_forward_chunk
 from hf_srdistill.distill.matching import auto_chunk, match_and_backward, precision
+from hf_srdistill.distill.trajectory import trajectory_loss, unroll
 from hf_srdistill.models import build_model, count_conv_flops
 from hf_srdistill.peak_memory import PeakMemory
 
@@ -61,6 +69,7 @@ PATHS = {
     "bf16": lambda dev, b, ipc: (True, auto_chunk(dev), auto_chunk(dev)),  # batched, distill.precision
     "tf32": lambda dev, b, ipc: (True, auto_chunk(dev), auto_chunk(dev)),
     "compiled": lambda dev, b, ipc: (True, auto_chunk(dev), auto_chunk(dev)),  # batched under distill.compile
+    "tm": lambda dev, b, ipc: (True, None, None),  # one trajectory-matching iteration (chunks unused)
 }
 compiled_match = torch.compile(match_and_backward)  # compiles at its first call (the warm-up)
 
@@ -92,7 +101,17 @@ def conv_peak(device, repeats: int, clock) -> tuple[float, str]:
     return best, best_desc
 
 
-def one_step(model, syn0, real, scale, path, cps, device):
+def tm_step(model, images, tm: TrajectoryConfig):
+    """One trajectory-matching iteration from the model's weights towards a nearby target."""
+    start = torch.cat([p.detach().flatten() for p in model.parameters()])
+    target = start + 1e-3 * torch.randn(start.shape, generator=torch.Generator().manual_seed(0)).to(start.device)
+    log_lr = torch.tensor(-6.0, device=start.device, requires_grad=True)
+    end, _ = unroll(model, start, images, log_lr, tm.syn_steps, tm.batch_syn, tm.patch_size,
+                    torch.Generator().manual_seed(1), torch.ones_like(start))
+    trajectory_loss(end, start, target).backward()
+
+
+def one_step(model, syn0, real, scale, path, cps, device, tm: TrajectoryConfig | None = None):
     """One matching step; returns (wall s, process-CPU s, peak bytes, pixel gradient)."""
     leaf = syn0.clone().requires_grad_(True)
     k, ipc = real.shape[0], syn0.shape[0] // real.shape[0]
@@ -100,7 +119,9 @@ def one_step(model, syn0, real, scale, path, cps, device):
     sync(device)
     with PeakMemory(device) as mem, precision(path if path in ("bf16", "tf32") else "fp32", device):
         t, c = time.perf_counter(), time.process_time()
-        if path == "dm":
+        if path == "tm":
+            tm_step(model, leaf, tm)
+        elif path == "dm":
             dm_match_and_backward(model, leaf.view(k, ipc, *syn0.shape[1:]), real, scale, DMConfig(), cps, batched,
                                   real_chunk)
         else:
@@ -144,6 +165,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="srcnn")
     p.add_argument("--num-features", type=int, default=None, help="reference width (None = published)")
+    p.add_argument("--depth", type=int, default=None, help="reference depth, e.g. EDSR blocks (None = published)")
     p.add_argument("--scale", type=int, default=2)
     p.add_argument("--classes", type=int, nargs="+", default=[8, 32, 128])
     p.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
@@ -157,6 +179,9 @@ def main(argv=None) -> None:
     p.add_argument("--paths", nargs="+", default=["loop", "batched", "vmap-all", "dm"], choices=list(PATHS),
                    help="bf16 / tf32 = the batched path under distill.precision, compiled = under "
                         "distill.compile (grad diffs are against the fp32 loop)")
+    p.add_argument("--tm-steps", type=int, default=TrajectoryConfig.syn_steps, help="tm row: student steps")
+    p.add_argument("--tm-batch", type=int, default=TrajectoryConfig.batch_syn, help="tm row: crops per step")
+    p.add_argument("--tm-patch", type=int, default=TrajectoryConfig.patch_size, help="tm row: crop side (HR px)")
     p.add_argument("--pool", nargs="+", default=[], metavar="NAME:SCALE",
                    help="also time a reference pool, e.g. srcnn:2 srcnn:4 (the main job's)")
     p.add_argument("--clock", choices=["wall", "cpu"], default=None,
@@ -164,12 +189,14 @@ def main(argv=None) -> None:
                         "CPU, which stays meaningful when other jobs share the cores)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
+    tm = TrajectoryConfig(syn_steps=args.tm_steps, batch_syn=args.tm_batch, patch_size=args.tm_patch)
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name=args.model, scale=args.scale, num_features=args.num_features)).to(device)
+    model = build_model(ModelConfig(name=args.model, scale=args.scale, num_features=args.num_features,
+                                    depth=args.depth)).to(device)
     members = [m.partition(":") for m in args.pool]
     if any(not sc.isdigit() for _, _, sc in members):
         p.error(f"--pool takes NAME:SCALE entries such as srcnn:4, got {args.pool}")
@@ -178,6 +205,7 @@ def main(argv=None) -> None:
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     per_image = count_conv_flops(model, (1, 3, args.size // args.scale, args.size // args.scale))
+    per_crop_tm = count_conv_flops(model, (1, 3, tm.patch_size // args.scale, tm.patch_size // args.scale))
     per_image_dm = sum(per_image if x == "lr" else count_conv_flops(model, (1, 3, args.size, args.size))
                        for x in DMConfig().inputs)  # a forward per DM input (the HR one at HR size)
     clock_name = args.clock or ("wall" if device.type == "cuda" else "cpu")
@@ -187,7 +215,8 @@ def main(argv=None) -> None:
     print(f"machine: {hw}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {device}")
     print(f"load average before the run: {os.getloadavg()[0]:.2f}")
-    print(f"model: {args.model} (features {args.num_features or 'published'}), x{args.scale}, "
+    print(f"model: {args.model} (features {args.num_features or 'published'}, depth {args.depth or 'published'}), "
+          f"x{args.scale}, "
           f"{per_image / 1e9:.3f} GFLOP per {args.size}px forward; factors real {REAL_FACTOR}, synthetic {SYN_FACTOR}")
     counted = {}
     for ipc in args.ipc:
@@ -213,11 +242,11 @@ def main(argv=None) -> None:
             paths = [q for q in args.paths if q != "loop" or k <= args.loop_max_classes]
             for name in paths:
                 # warm-up on the chunk size: first calls pay for kernel selection and allocation
-                one_step(model, syn[: cps * ipc], real[:cps], args.scale, name, cps, device)
+                one_step(model, syn[: cps * ipc], real[:cps], args.scale, name, cps, device, tm)
             runs: dict[str, list] = {name: [] for name in paths}
             for _ in range(args.repeats):  # interleaved, so drifting load hits every path alike
                 for name in paths:
-                    runs[name].append(one_step(model, syn, real, args.scale, name, cps, device))
+                    runs[name].append(one_step(model, syn, real, args.scale, name, cps, device, tm))
             for name in paths:
                 best = best_run(runs[name], clock_name)
                 rows[name] = (best[0], best[1], max(r[2] for r in runs[name]))
@@ -226,11 +255,12 @@ def main(argv=None) -> None:
                 rows["pool"] = pool_step(pool, syn, real, cps, device, args.repeats, clock_name)
             for name, (wall, cpu, mem) in rows.items():
                 t = cpu if clock_name == "cpu" else wall
-                gf = (k * per_image_dm * (args.batch_real + 2 * ipc) if name == "dm" else flops) / t / 1e9
-                ref = rows.get("batched" if name in ("dm", "pool") else "loop")
+                gf = {"dm": k * per_image_dm * (args.batch_real + 2 * ipc),
+                      "tm": per_crop_tm * SYN_FACTOR * tm.batch_syn * tm.syn_steps}.get(name, flops) / t / 1e9
+                ref = rows.get("batched" if name in ("dm", "pool", "tm") else "loop")
                 speed = f"{(ref[1] if clock_name == 'cpu' else ref[0]) / t:.2f}x" if ref and name != "loop" else ""
                 diff = ""
-                if "loop" in grads and name in grads and name not in ("loop", "dm"):
+                if "loop" in grads and name in grads and name not in ("loop", "dm", "tm"):
                     g0 = grads["loop"]
                     diff = f"{float((g0 - grads[name]).abs().max() / g0.abs().max().clamp_min(1e-30)):.2e}"
                 table.append((k, ipc, name, k / t, wall, cpu, mem / 2**20, gf, speed, diff))
@@ -249,7 +279,9 @@ def main(argv=None) -> None:
           f"{'vmap over the whole chunk' if device.type == 'cuda' else 'one class per vmap call, the loop bit for bit'}"
           f"); vmap-all = vmap over the whole chunk for both. match/s, GFLOP/s and vs-loop use "
           f"the {clock_name} clock. dm = one distribution-matching step (default DMConfig); its "
-          f"vs-loop column is against batched gradient matching."
+          f"vs-loop column is against batched gradient matching. tm = one trajectory-matching "
+          f"iteration ({tm.syn_steps} student steps on {tm.batch_syn} crops of {tm.patch_size} px, any class count), "
+          f"its vs-loop column against batched gradient matching."
           + (f" pool = the batched step averaged over {', '.join(args.pool)} (one member per iteration; "
              f"GFLOP/s counts --model's FLOPs); its vs-loop column is against batched." if pool else ""))
 

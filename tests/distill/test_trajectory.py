@@ -143,6 +143,8 @@ def test_tm_settings_are_validated(bad, match):
         TrajectoryConfig(**{**TINY_TM, "min_start": 2})
     with pytest.raises(ValueError, match="init=latent is not supported"):
         DistillConfig(objective="tm", init="latent", image_size=32, tm=TrajectoryConfig(**TINY_TM))
+    with pytest.raises(ValueError, match="trains its own experts"):
+        DistillConfig(objective="tm", reference_path="refs/srcnn", image_size=32, tm=TrajectoryConfig(**TINY_TM))
 
 
 def test_min_start_matches_only_the_later_checkpoints(tm_job):
