@@ -57,18 +57,19 @@ def test_main_job_reference_train_from_yaml_and_its_conflict():
     cfg = load_config(MainJobConfig, "configs/main_mini.yaml", ["--reference_train.iterations=7"])
     assert cfg.reference_train.iterations == 7 and cfg.reference_train.patch_size == 48
     assert load_config(MainJobConfig, "configs/main_mini.yaml", ["--reference_train=null"]).reference_train is None
-    with pytest.raises((ConfigError, ValueError), match="reference_path"):
-        load_config(MainJobConfig, "configs/main_mini.yaml", ["--distill.reference_path=outputs/ref"])
+    with pytest.raises((ConfigError, ValueError), match="reference_train trains the reference"):
+        load_config(MainJobConfig, "configs/main_mini.yaml", ["--distill.objective=gm",
+                                                               "--distill.reference_path=outputs/ref"])
 
 
 def test_main_job_reference_models_from_yaml_and_their_conflict_with_a_named_pool():
-    cfg = load_config(MainJobConfig, "configs/main_mini.yaml")
-    assert [(m.name, m.scale, m.num_features) for m in cfg.reference_models] == [("srcnn", 2, 32), ("srcnn", 4, 32)]
+    assert load_config(MainJobConfig, "configs/main_mini.yaml").reference_models == []  # = [distill.reference]
     cfg = load_config(MainJobConfig, "configs/main_mini.yaml",
                       ["--reference_models=[{name: srcnn, scale: 2}, {name: edsr, scale: 4, depth: 1}]"])
     assert [(m.name, m.scale, m.depth) for m in cfg.reference_models] == [("srcnn", 2, None), ("edsr", 4, 1)]
-    with pytest.raises((ConfigError, ValueError), match="reference_pool"):
-        load_config(MainJobConfig, "configs/main_mini.yaml", ["--distill.reference_pool=[outputs/ref]"])
+    with pytest.raises((ConfigError, ValueError), match="reference_train trains the reference"):
+        load_config(MainJobConfig, "configs/main_mini.yaml", ["--distill.objective=gm",
+                                                               "--distill.reference_pool=[outputs/ref]"])
 
 
 @pytest.mark.parametrize("text, value", [("1e-3", 1e-3), ("1e+3", 1e3), ("1.0e30", 1e30), ("2.5E-4", 2.5e-4),

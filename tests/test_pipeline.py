@@ -49,8 +49,7 @@ def main_job(tmp_path, *overrides):
 
 
 def test_a_tm_main_job_keeps_its_experts_beside_the_sets_and_the_references_for_the_coreset(tmp_path, recorded):
-    cfg = main_job(tmp_path, "--distill.objective=tm", "--distill.init=real", "--distill.max_change=null")
-    pipeline.build_training_sets(cfg)
+    pipeline.build_training_sets(main_job(tmp_path))  # the main job's default objective: tm
     d = recorded["distill"]
     assert d.reference_pool == [] and d.reference_path is None  # tm would not use them
     assert d.tm.expert_dir == str(tmp_path / "experts")
@@ -58,12 +57,12 @@ def test_a_tm_main_job_keeps_its_experts_beside_the_sets_and_the_references_for_
 
 
 def test_a_tm_main_job_without_a_coreset_trains_no_references(tmp_path, recorded):
-    cfg = main_job(tmp_path, "--distill.objective=tm", "--distill.init=real", "--distill.max_change=null")
-    pipeline.build_training_sets(dataclasses.replace(cfg, sets=["distilled", "random"]))
+    pipeline.build_training_sets(dataclasses.replace(main_job(tmp_path), sets=["distilled", "random"]))
     assert recorded["references"] == 0 and recorded["distill"].reference_pool == []
 
 
 def test_a_gm_main_job_distils_against_the_references_it_trained(tmp_path, recorded):
-    pipeline.build_training_sets(main_job(tmp_path))
+    pipeline.build_training_sets(main_job(tmp_path, "--distill.objective=gm",
+                                          "--reference_models=[{name: srcnn, scale: 2}, {name: srcnn, scale: 4}]"))
     assert recorded["distill"].reference_pool == ["refs/0_srcnn_x2", "refs/1_srcnn_x4"]
     assert recorded["distill"].tm.expert_dir is None
