@@ -35,7 +35,7 @@ def build_training_sets(cfg: MainJobConfig) -> dict[str, str | None]:
     if tm and distill_cfg.tm.expert_dir is None:  # kept beside the sets, not inside a set folder
         distill_cfg = dataclasses.replace(distill_cfg, tm=dataclasses.replace(distill_cfg.tm,
                                                                               expert_dir=str(out / "experts")))
-    if cfg.reference_train is not None and ("coreset" in cfg.sets or ("distilled" in cfg.sets and not tm)):
+    if trains_references(cfg):
         refs = [str(path) for path in train_references(cfg)]
         if not tm:  # tm distils against its own experts; the references then only score the coreset
             pick = {"reference_path": refs[0]} if len(refs) == 1 else {"reference_pool": refs}
@@ -56,6 +56,13 @@ def build_training_sets(cfg: MainJobConfig) -> dict[str, str | None]:
         else:
             sets[kind] = str(make_baseline_set(kind, job))
     return sets
+
+
+def trains_references(cfg: MainJobConfig) -> bool:
+    """Whether the job trains references: for gm/dm distillation to match against, and for the
+    coreset to score crops with (tm distils against experts of its own)."""
+    needs = "coreset" in cfg.sets or ("distilled" in cfg.sets and cfg.distill.objective != "tm")
+    return cfg.reference_train is not None and needs
 
 
 def reference_models(cfg: MainJobConfig) -> list[ModelConfig]:

@@ -555,9 +555,9 @@ def make_plan(cfg, photos: int | None = None, photo_size: tuple[int, int] | None
                              f"{extraction['photos']} {'stand-in' if sizes.stand_in else 'real'} photos timed"))
         crop = cfg.data.crop_size
         loop_store, _ = reopen(store, LOOP_DECODED_CACHE_MB, sizes.subimages, crop)
-        if main_job and cfg.reference_train is not None:
-            from hf_srdistill.pipeline import reference_models
+        from hf_srdistill.pipeline import reference_models, trains_references
 
+        if main_job and trains_references(cfg):
             rt = cfg.reference_train
             images, fits = _train_images(store, rt.decoded_cache_mb, sizes.subimages, crop)
             runs = [time_train_steps(m, rt.batch_size, rt.patch_size, rt.loss, images, device, fits)
