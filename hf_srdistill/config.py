@@ -275,8 +275,9 @@ class TrajectoryConfig:
     syn_steps: int = 20
     batch_syn: int = 8
     patch_size: int = 48
-    # initial student lr; None = calibrated at the first iteration so that syn_steps steps of
-    # the first gradient's size cover the expert's distance. Learnt on a log scale at lr_lr.
+    # initial student lr; None = calibrated at each architecture's first matching so that
+    # syn_steps steps of the first gradient's size cover the expert's distance. Learnt on a log
+    # scale at lr_lr, one lr per entry of models.
     lr_student: float | None = None
     lr_lr: float = 0.01
 

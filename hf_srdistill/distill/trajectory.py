@@ -10,7 +10,7 @@ train), and minimises
 
     ||θ_student − θ_{t+span}||² / ||θ_t − θ_{t+span}||²
 
-with respect to the pixels and the student's (log) learning rate. Cost per iteration:
+with respect to the pixels and the student's (log) learning rate, one per expert architecture. Cost per iteration:
 ``syn_steps`` forward + double-backward passes on ``batch_syn`` crops; memory grows with
 ``syn_steps`` (the unrolled graph is kept; at CPU scale it is a few hundred MB).
 The whole set is one optimisation problem here, so tm runs on one process.
@@ -201,11 +201,10 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
         raise ConfigError("distill.objective=tm matches the whole set in one optimisation: run it on one process")
     base = SubImageStore.build(cfg.data)
     store = group_store(base, cfg)
-    experts = [(m, train_expert(cfg, m, seed, base.fingerprint)) for m in expert_models(cfg) for seed in
-               range(tm.num_experts)]
-    nets = {id(m): build_model(m).to(acc.device) for m, _ in experts}
-    for net in nets.values():
-        net.requires_grad_(False)
+    models = expert_models(cfg)
+    experts = [(i, train_expert(cfg, m, seed, base.fingerprint)) for i, m in enumerate(models)
+               for seed in range(tm.num_experts)]
+    nets = [build_model(m).to(acc.device).requires_grad_(False) for m in models]
     path = checkpoint_path(d.output_dir)
     state = load_checkpoint(path, cfg, store.fingerprint) if d.resume and path.is_file() else None
     init = initial_images(d, store, list(range(store.num_classes))).float()
@@ -214,16 +213,22 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
     if d.max_change is not None:
         floor, ceil = (init - d.max_change).clamp(0, 1).to(acc.device), (init + d.max_change).clamp(0, 1).to(acc.device)
     opt = torch.optim.SGD([images], lr=d.lr_img, momentum=d.momentum)
-    log_lr = torch.zeros((), device=acc.device, requires_grad=True)
-    opt_lr = torch.optim.SGD([log_lr], lr=tm.lr_lr, momentum=0.5)
+    # one student lr per expert architecture: an SRCNN and an EDSR student need different steps
+    # (each its own optimiser, so one architecture's momentum never moves another's lr)
+    log_lrs = [torch.zeros((), device=acc.device, requires_grad=True) for _ in models]
+    opt_lrs = [torch.optim.SGD([x], lr=tm.lr_lr, momentum=0.5) for x in log_lrs]
+    calibrated = torch.zeros(len(models), dtype=torch.bool)
     start_sat = ((images.detach() <= 0) | (images.detach() >= 1)).float().mean()
     if state is not None:
-        with torch.no_grad():
-            log_lr.copy_(state.extra["log_lr"].to(acc.device))
+        with torch.no_grad():  # an older checkpoint holds one lr shared by every architecture
+            for x, v in zip(log_lrs, state.extra["log_lr"].reshape(-1).expand(len(models))):
+                x.copy_(v)
+        calibrated = state.extra.get("lr_calibrated", torch.ones(len(models), dtype=torch.bool)).clone()
         if state.momentum is not None:
             opt.state[images]["momentum_buffer"] = state.momentum.to(acc.device).clone()
-        if "log_lr_momentum" in state.extra:
-            opt_lr.state[log_lr]["momentum_buffer"] = state.extra["log_lr_momentum"].to(acc.device).clone()
+        if "log_lr_momentum" in state.extra:  # a zero buffer steps exactly as a missing one
+            for o, x, b in zip(opt_lrs, log_lrs, state.extra["log_lr_momentum"].reshape(-1).expand(len(models))):
+                o.state[x]["momentum_buffer"] = b.to(acc.device).clone()
     iteration = state.iteration if state else 0
     snapshots = list(state.snapshots) if state else []
     snap_iters = list(state.snapshot_iters) if state else []
@@ -239,9 +244,10 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
 
     def current() -> DistillState:
         m = opt.state.get(images, {}).get("momentum_buffer")
-        extra = {"log_lr": log_lr.detach().clone()}
-        if opt_lr.state.get(log_lr, {}).get("momentum_buffer") is not None:
-            extra["log_lr_momentum"] = opt_lr.state[log_lr]["momentum_buffer"].clone()
+        buffers = [o.state.get(x, {}).get("momentum_buffer") for o, x in zip(opt_lrs, log_lrs)]
+        extra = {"log_lr": torch.stack([x.detach() for x in log_lrs]), "lr_calibrated": calibrated.clone(),
+                 "log_lr_momentum": torch.stack([torch.zeros_like(x) if b is None else b.detach()
+                                                 for x, b in zip(log_lrs, buffers)])}
         return DistillState(iteration=iteration, images=images.detach().cpu().clone(),
                             momentum=None if m is None else m.cpu().clone(), snapshots=torch.stack(snapshots),
                             snapshot_iters=list(snap_iters), wall_time_s=wall0 + time.time(), extra=extra)
@@ -252,10 +258,10 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
         if iteration % d.snapshot_every == 0:
             snap()
         gen = torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, iteration, -3))
-        model, traj = experts[iteration % len(experts)]
+        mi, traj = experts[iteration % len(experts)]
+        model, net, log_lr, opt_lr = models[mi], nets[mi], log_lrs[mi], opt_lrs[mi]
         t = int(torch.randint(tm.min_start, min(tm.max_start, traj.shape[0] - tm.span), (1,), generator=gen))
         start, target = traj[t].to(acc.device), traj[t + tm.span].to(acc.device)
-        net = nets[id(model)]
         precond = None
         if tm.student == "adam":
             key = (iteration % len(experts), t)
@@ -264,14 +270,15 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
                                                     tm.expert_patch, torch.Generator().manual_seed(
                                                         seed_for(d.seed, TM_STREAM, *key, -2)))
             precond = preconds[key]
-        if iteration == 0 and state is None:  # calibrate the student's lr so its steps can cover the distance
+        if not calibrated[mi]:  # this architecture's first matching: a student lr whose steps cover the distance
             with torch.no_grad():
                 log_lr.fill_(math.log(tm.lr_student) if tm.lr_student else 0.0)
             if not tm.lr_student:
                 _, g0 = unroll(net, start, images.detach(), log_lr.detach(), 1, tm.batch_syn, tm.patch_size,
-                               torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, -1)), precond)
+                               torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, -1 - mi)), precond)
                 with torch.no_grad():
                     log_lr.fill_(math.log(float((target - start).norm()) / (tm.syn_steps * max(g0, 1e-12))))
+            calibrated[mi] = True
         for attempt in range(MAX_LR_HALVINGS + 1):
             opt.zero_grad(set_to_none=True)
             opt_lr.zero_grad(set_to_none=True)
@@ -282,8 +289,8 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
                 break
             with torch.no_grad():  # the student diverged from this checkpoint: a smaller student step
                 log_lr -= math.log(2)
-            log.warning("tm: student unroll diverged at iteration %d; student lr halved to %.3g", iteration,
-                        float(log_lr.exp()))
+            log.warning("tm: student unroll diverged at iteration %d; %s student lr halved to %.3g", iteration,
+                        model.name, float(log_lr.exp()))
         else:
             raise DistillationDiverged(f"non-finite trajectory loss at iteration {iteration} after "
                                        f"{MAX_LR_HALVINGS} halvings of the student lr; the last checkpoint "
@@ -310,7 +317,7 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
                              expert=f"{model.name}_x{model.scale}", start=t)
         log_row(acc, tracking, {k: v for k, v in row.items() if k != "iteration"}, iteration)
         bar.update(1)
-        bar.set_postfix(match=f"{float(loss):.4f}", lr=f"{float(log_lr.exp()):.2e}")
+        bar.set_postfix(match=f"{float(loss):.4f}", lr=f"{float(log_lr.detach().exp()):.2e}")
         if iteration % d.checkpoint_every == 0 or iteration == d.iterations:
             history.save()  # first: rows past the checkpoint are dropped on resume anyway
             save_checkpoint(path, current(), cfg, store.fingerprint)

@@ -156,3 +156,34 @@ def test_min_start_matches_only_the_later_checkpoints(tm_job):
     starts = {int(r["start"]) for r in read_history(folder / "history.csv")}
     assert starts and starts <= {1, 2}, starts
     assert "from expert steps 20-30" in T.describe(cfg)
+
+
+def test_each_expert_architecture_learns_its_own_student_lr(tm_job, monkeypatch):
+    from hf_srdistill.distill import checkpoint as ckpt_mod
+    from hf_srdistill.history import read_history
+
+    edsr = ModelConfig(name="edsr", scale=2, num_features=4, depth=1)
+    cfg = tm_job(models=[ModelConfig(name="srcnn", scale=2, num_features=4), edsr])
+    cfg = dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, iterations=6, lr_img=0.1))
+    real = ckpt_mod.save_checkpoint
+    def die(*args, **kw):  # killed after the iteration-2 checkpoint: the edsr lr is calibrated by then
+        real(*args, **kw)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ckpt_mod, "save_checkpoint", die)
+    with pytest.raises(KeyboardInterrupt):
+        distill(cfg)
+    monkeypatch.setattr(ckpt_mod, "save_checkpoint", real)
+    folder = distill(dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, resume=True)))
+    state = load_file(str(checkpoint_path(folder)))
+    assert state["extra.log_lr"].shape == (2,) and state["extra.lr_calibrated"].all()
+    rows = read_history(folder / "history.csv")
+    assert [r["expert"] for r in rows] == ["srcnn_x2", "edsr_x2"] * 3
+    lrs = {name: [float(r["student_lr"]) for r in rows if r["expert"] == name] for name in ("srcnn_x2", "edsr_x2")}
+    # calibrated separately: the two architectures' lrs differ by far more than one lr_lr step,
+    # while each architecture's own lr moves by at most ~lr_lr per matching (on a log scale),
+    # also across the resume (a recalibration there would jump)
+    assert abs(torch.tensor(lrs["srcnn_x2"][0] / lrs["edsr_x2"][0]).log()) > 0.1
+    for seq in lrs.values():
+        steps = torch.tensor(seq).log().diff().abs()
+        assert (steps < 3 * cfg.distill.tm.lr_lr).all(), seq
+    assert torch.allclose(state["extra.log_lr"].exp(), torch.tensor([lrs["srcnn_x2"][-1], lrs["edsr_x2"][-1]]))
