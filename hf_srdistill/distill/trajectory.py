@@ -10,9 +10,10 @@ train), and minimises
 
     ||θ_student − θ_{t+span}||² / ||θ_t − θ_{t+span}||²
 
-with respect to the pixels and the student's (log) learning rate, one per expert architecture. Cost per iteration:
-``syn_steps`` forward + double-backward passes on ``batch_syn`` crops; memory grows with
-``syn_steps`` (the unrolled graph is kept; at CPU scale it is a few hundred MB).
+with respect to the pixels and the student's (log) learning rate, one per expert
+architecture. Cost per iteration: ``syn_steps`` forward + double-backward passes on
+``batch_syn`` crops; memory grows with ``syn_steps`` (the unrolled graph is kept; at CPU
+scale it is a few hundred MB).
 The whole set is one optimisation problem here, so tm runs on one process.
 """
 
