@@ -291,7 +291,7 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
             with torch.no_grad():  # the student diverged from this checkpoint: a smaller student step
                 log_lr -= math.log(2)
             log.warning("tm: student unroll diverged at iteration %d; %s student lr halved to %.3g", iteration,
-                        model.name, float(log_lr.exp()))
+                        model.name, float(log_lr.detach().exp()))
         else:
             raise DistillationDiverged(f"non-finite trajectory loss at iteration {iteration} after "
                                        f"{MAX_LR_HALVINGS} halvings of the student lr; the last checkpoint "
