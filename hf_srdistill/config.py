@@ -280,6 +280,10 @@ class TrajectoryConfig:
     # scale at lr_lr, one lr per entry of models.
     lr_student: float | None = None
     lr_lr: float = 0.01
+    # the pixel gradient's norm is clipped to clip_grad x the median of the last 20 iterations'
+    # (after 5): an unroll whose student blows up sends a gradient many times the usual one, and
+    # one such step paints its crops into the set (seen at x2 on the photos suite). None = off.
+    clip_grad: float | None = 3.0
 
     def __post_init__(self) -> None:
         _check_positive("distill.tm", num_experts=self.num_experts, expert_steps=self.expert_steps,
@@ -287,7 +291,7 @@ class TrajectoryConfig:
                         expert_patch=self.expert_patch, max_start=self.max_start, span=self.span,
                         syn_steps=self.syn_steps, patch_size=self.patch_size, lr_student=self.lr_student,
                         precond_batches=self.precond_batches,
-                        lr_lr=self.lr_lr)
+                        lr_lr=self.lr_lr, clip_grad=self.clip_grad)
         if self.batch_syn < 0:
             raise ValueError(f"distill.tm.batch_syn must be >= 0 (0 = all images), got {self.batch_syn}")
         if not 0 <= self.min_start < self.max_start:

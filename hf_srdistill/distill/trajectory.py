@@ -43,9 +43,11 @@ from hf_srdistill.io import atomic_path, write_json
 log = logging.getLogger(__name__)
 TM_STREAM = 7
 MAX_LR_HALVINGS = 8
+CLIP_WINDOW, CLIP_WARMUP = 20, 5  # the running median of the last CLIP_WINDOW pixel-gradient norms
 # history.csv (the columns loop.distill writes first, then tm's own): the student's lr after
 # the iteration's update, which expert and start checkpoint it matched
-HISTORY_COLUMNS = ("iteration", "loss", "lr_img", "wall_s", "student_lr", "expert", "start")
+# matched, the pixel gradient's norm before clipping and whether it was clipped
+HISTORY_COLUMNS = ("iteration", "loss", "lr_img", "wall_s", "student_lr", "expert", "start", "grad_norm", "clipped")
 
 
 # ---- experts -------------------------------------------------------------------------
@@ -231,6 +233,7 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
             for o, x, b in zip(opt_lrs, log_lrs, state.extra["log_lr_momentum"].reshape(-1).expand(len(models))):
                 o.state[x]["momentum_buffer"] = b.to(acc.device).clone()
     iteration = state.iteration if state else 0
+    norms = state.extra["grad_norms"].tolist() if state and "grad_norms" in state.extra else []
     snapshots = list(state.snapshots) if state else []
     snap_iters = list(state.snapshot_iters) if state else []
     rows = sorted({round(x) for x in torch.linspace(0, store.num_classes - 1, min(4, store.num_classes)).tolist()})
@@ -247,6 +250,7 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
         m = opt.state.get(images, {}).get("momentum_buffer")
         buffers = [o.state.get(x, {}).get("momentum_buffer") for o, x in zip(opt_lrs, log_lrs)]
         extra = {"log_lr": torch.stack([x.detach() for x in log_lrs]), "lr_calibrated": calibrated.clone(),
+                 "grad_norms": torch.tensor(norms, dtype=torch.float64),
                  "log_lr_momentum": torch.stack([torch.zeros_like(x) if b is None else b.detach()
                                                  for x, b in zip(log_lrs, buffers)])}
         return DistillState(iteration=iteration, images=images.detach().cpu().clone(),
@@ -300,6 +304,13 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
         if not (torch.isfinite(images.grad).all() and torch.isfinite(log_lr.grad)):
             raise DistillationDiverged(f"non-finite gradient at iteration {iteration}; the last checkpoint is in "
                                        f"{path}: lower distill.lr_img or distill.tm.lr_lr")
+        grad_norm, clipped = float(images.grad.norm()), False
+        if tm.clip_grad is not None and len(norms) >= CLIP_WARMUP:
+            limit = tm.clip_grad * float(torch.tensor(norms).median())
+            if grad_norm > limit:  # one exploding unroll would paint its crops into the set for good
+                images.grad.mul_(limit / grad_norm)
+                clipped = True
+        norms = (norms + [grad_norm])[-CLIP_WINDOW:]
         with torch.no_grad():
             opt.step()
             log_lr.grad.clamp_(-1, 1)  # the student lr moves at most ~lr_lr per iteration in log scale
@@ -315,7 +326,8 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
         iteration += 1
         row = history.append(iteration=iteration, loss=float(loss), lr_img=opt.param_groups[0]["lr"],
                              wall_s=wall0 + time.time(), student_lr=float(log_lr.detach().exp()),
-                             expert=f"{model.name}_x{model.scale}", start=t)
+                             expert=f"{model.name}_x{model.scale}", start=t, grad_norm=grad_norm,
+                             clipped=int(clipped))
         log_row(acc, tracking, {k: v for k, v in row.items() if k != "iteration"}, iteration)
         bar.update(1)
         bar.set_postfix(match=f"{float(loss):.4f}", lr=f"{float(log_lr.detach().exp()):.2e}")

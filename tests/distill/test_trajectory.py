@@ -114,7 +114,7 @@ def test_a_tm_run_writes_a_set_reuses_its_experts_and_resumes_bit_identically(tm
     distill(resumed)
     again = load_file(str(checkpoint_path(resumed.distill.output_dir)))
     assert set(again) == set(once) and {"extra.log_lr", "momentum"} <= set(once)
-    for name in ("images", "momentum", "extra.log_lr", "snapshots"):
+    for name in ("images", "momentum", "extra.log_lr", "extra.grad_norms", "snapshots"):
         assert torch.equal(again[name], once[name]), name
     # history.csv (not tm_history.json): the columns every objective writes, then tm's own; the
     # resumed file is the uninterrupted one, no row twice or missing
@@ -124,7 +124,8 @@ def test_a_tm_run_writes_a_set_reuses_its_experts_and_resumes_bit_identically(tm
         return [{k: v for k, v in r.items() if k != "wall_s"} for r in read_history(folder / "history.csv")]
 
     first = read_history(folder / "history.csv")
-    assert list(first[0]) == ["iteration", "loss", "lr_img", "wall_s", "student_lr", "expert", "start"]
+    assert list(first[0]) == ["iteration", "loss", "lr_img", "wall_s", "student_lr", "expert", "start", "grad_norm",
+                              "clipped"]
     assert [r["iteration"] for r in first] == ["1", "2", "3", "4"] and first[0]["expert"] == "srcnn_x2"
     assert rows(Path(resumed.distill.output_dir)) == rows(folder)
     assert not (folder / "tm_history.json").exists() and (folder / "loss_curve.png").is_file()
@@ -187,3 +188,20 @@ def test_each_expert_architecture_learns_its_own_student_lr(tm_job, monkeypatch)
         steps = torch.tensor(seq).log().diff().abs()
         assert (steps < 3 * cfg.distill.tm.lr_lr).all(), seq
     assert torch.allclose(state["extra.log_lr"].exp(), torch.tensor([lrs["srcnn_x2"][-1], lrs["edsr_x2"][-1]]))
+
+
+def test_a_pixel_gradient_far_above_the_running_median_is_clipped(tm_job):
+    from hf_srdistill.history import read_history
+
+    runs = {}
+    for clip in (1e-3, None):  # 1e-3 x the median clips every iteration once the median exists
+        cfg = tm_job(clip_grad=clip)
+        cfg = dataclasses.replace(cfg, distill=dataclasses.replace(
+            cfg.distill, iterations=T.CLIP_WARMUP + 3, lr_img=0.1, output_dir=f"{cfg.distill.output_dir}_{clip}"))
+        folder = distill(cfg)
+        rows = read_history(folder / "history.csv")
+        runs[clip] = read_set_images(folder)
+        assert all(float(r["grad_norm"]) > 0 for r in rows)
+        clipped = [r["clipped"] for r in rows]
+        assert clipped == (["0"] * T.CLIP_WARMUP + ["1"] * 3 if clip else ["0"] * len(rows)), clipped
+    assert any(not (a == b).all() for a, b in zip(runs[1e-3], runs[None]))
