@@ -45,8 +45,8 @@ TM_STREAM = 7
 MAX_LR_HALVINGS = 8
 CLIP_WINDOW, CLIP_WARMUP = 20, 5  # the running median of the last CLIP_WINDOW pixel-gradient norms
 # history.csv (the columns loop.distill writes first, then tm's own): the student's lr after
-# the iteration's update, which expert and start checkpoint it matched
-# matched, the pixel gradient's norm before clipping and whether it was clipped
+# the iteration's update, which expert and start checkpoint it matched, the pixel gradient's
+# norm before clipping and whether it was clipped
 HISTORY_COLUMNS = ("iteration", "loss", "lr_img", "wall_s", "student_lr", "expert", "start", "grad_norm", "clipped")
 
 
