@@ -285,6 +285,10 @@ class TrajectoryConfig:
     # x2 on the photos suite one such step painted its crops into the set (3 fixes it); on mini
     # the same spikes are what moves the set, and 3 cost the main job 0.64 dB. None = off.
     clip_grad: float | None = None
+    # an unroll whose normalised loss exceeds max_loss has blown up (1 = the student did not
+    # move; a sane one ends below): its pixel gradient is noise up to 10^7 x the usual, so it is
+    # retried with half the student lr, like a non-finite one. None = only non-finite losses.
+    max_loss: float | None = 10.0
 
     def __post_init__(self) -> None:
         _check_positive("distill.tm", num_experts=self.num_experts, expert_steps=self.expert_steps,
@@ -293,6 +297,9 @@ class TrajectoryConfig:
                         syn_steps=self.syn_steps, patch_size=self.patch_size, lr_student=self.lr_student,
                         precond_batches=self.precond_batches,
                         lr_lr=self.lr_lr, clip_grad=self.clip_grad)
+        if self.max_loss is not None and self.max_loss <= 1:
+            raise ValueError(f"distill.tm.max_loss must be > 1 (a loss of 1 is a student that did not move), "
+                             f"got {self.max_loss}")
         if self.batch_syn < 0:
             raise ValueError(f"distill.tm.batch_syn must be >= 0 (0 = all images), got {self.batch_syn}")
         if not 0 <= self.min_start < self.max_start:

@@ -290,14 +290,15 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
             end, _ = unroll(net, start, images, log_lr, tm.syn_steps, tm.batch_syn, tm.patch_size,
                             torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, iteration, attempt)), precond)
             loss = trajectory_loss(end, start, target)
-            if torch.isfinite(loss):
+            if torch.isfinite(loss) and (tm.max_loss is None or float(loss) <= tm.max_loss):
                 break
             with torch.no_grad():  # the student diverged from this checkpoint: a smaller student step
                 log_lr -= math.log(2)
-            log.warning("tm: student unroll diverged at iteration %d; %s student lr halved to %.3g", iteration,
-                        model.name, float(log_lr.detach().exp()))
+            log.warning("tm: student unroll diverged at iteration %d (loss %.3g); %s student lr halved to %.3g",
+                        iteration, float(loss), model.name, float(log_lr.detach().exp()))
         else:
-            raise DistillationDiverged(f"non-finite trajectory loss at iteration {iteration} after "
+            raise DistillationDiverged(f"trajectory loss {float(loss):.3g} (non-finite or above distill.tm.max_loss) "
+                                       f"at iteration {iteration} after "
                                        f"{MAX_LR_HALVINGS} halvings of the student lr; the last checkpoint "
                                        f"is in {path}: lower distill.tm.lr_student")
         loss.backward()
