@@ -164,8 +164,7 @@ def test_each_expert_architecture_learns_its_own_student_lr(tm_job, monkeypatch)
     from hf_srdistill.history import read_history
 
     edsr = ModelConfig(name="edsr", scale=2, num_features=4, depth=1)
-    # max_loss off: these tiny students blow up now and then, and a halving is not the lr's learning
-    cfg = tm_job(models=[ModelConfig(name="srcnn", scale=2, num_features=4), edsr], max_loss=None)
+    cfg = tm_job(models=[ModelConfig(name="srcnn", scale=2, num_features=4), edsr])
     cfg = dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, iterations=6, lr_img=0.1))
     real = ckpt_mod.save_checkpoint
     def die(*args, **kw):  # killed after the iteration-2 checkpoint: the edsr lr is calibrated by then
