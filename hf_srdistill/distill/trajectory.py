@@ -290,14 +290,15 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
             end, _ = unroll(net, start, images, log_lr, tm.syn_steps, tm.batch_syn, tm.patch_size,
                             torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, iteration, attempt)), precond)
             loss = trajectory_loss(end, start, target)
-            if torch.isfinite(loss) and (tm.max_loss is None or float(loss) <= tm.max_loss):
+            value = float(loss.detach())
+            if math.isfinite(value) and (tm.max_loss is None or value <= tm.max_loss):
                 break
             with torch.no_grad():  # the student diverged from this checkpoint: a smaller student step
                 log_lr -= math.log(2)
             log.warning("tm: student unroll diverged at iteration %d (loss %.3g); %s student lr halved to %.3g",
-                        iteration, float(loss), model.name, float(log_lr.detach().exp()))
+                        iteration, value, model.name, float(log_lr.detach().exp()))
         else:
-            raise DistillationDiverged(f"trajectory loss {float(loss):.3g} (non-finite or above distill.tm.max_loss) "
+            raise DistillationDiverged(f"trajectory loss {value:.3g} (non-finite or above distill.tm.max_loss) "
                                        f"at iteration {iteration} after "
                                        f"{MAX_LR_HALVINGS} halvings of the student lr; the last checkpoint "
                                        f"is in {path}: lower distill.tm.lr_student")
@@ -325,13 +326,13 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
             else:
                 images.copy_(torch.maximum(torch.minimum(images, ceil), floor))
         iteration += 1
-        row = history.append(iteration=iteration, loss=float(loss), lr_img=opt.param_groups[0]["lr"],
+        row = history.append(iteration=iteration, loss=value, lr_img=opt.param_groups[0]["lr"],
                              wall_s=wall0 + time.time(), student_lr=float(log_lr.detach().exp()),
                              expert=f"{model.name}_x{model.scale}", start=t, grad_norm=grad_norm,
                              clipped=int(clipped))
         log_row(acc, tracking, {k: v for k, v in row.items() if k != "iteration"}, iteration)
         bar.update(1)
-        bar.set_postfix(match=f"{float(loss):.4f}", lr=f"{float(log_lr.detach().exp()):.2e}")
+        bar.set_postfix(match=f"{value:.4f}", lr=f"{float(log_lr.detach().exp()):.2e}")
         if iteration % d.checkpoint_every == 0 or iteration == d.iterations:
             history.save()  # first: rows past the checkpoint are dropped on resume anyway
             save_checkpoint(path, current(), cfg, store.fingerprint)
