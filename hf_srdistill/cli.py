@@ -22,13 +22,12 @@ import textwrap
 import tokenize
 import types
 import typing
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
 from hf_srdistill import __version__
 from hf_srdistill import config as C
-from hf_srdistill.configio import ConfigError, load_config
+from hf_srdistill.configio import ConfigError, bundled_configs_dir, load_config
 
 # command -> (root config class, "module:function", one-line help)
 CONFIG_COMMANDS = {
@@ -70,11 +69,6 @@ def known_errors() -> tuple[type[BaseException], ...]:
 
 
 # ---- bundled configs ----------------------------------------------------------------------
-
-def bundled_configs_dir() -> Path:
-    """The configs shipped inside the package (the repo's configs/ is a link to this folder)."""
-    return Path(str(resources.files("hf_srdistill").joinpath("configs")))
-
 
 def bundled_config_names() -> list[str]:
     return sorted(p.stem for p in bundled_configs_dir().glob("*.yaml"))

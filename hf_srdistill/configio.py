@@ -11,6 +11,7 @@ import math
 import re
 import types
 import typing
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,18 +57,50 @@ class ConfigError(ValueError):
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Build `cls` from an optional YAML file, then apply `--a.b=value` style overrides."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        raw = parse_yaml(path.read_text(), str(path)) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    raw = read_config_file(path) if path is not None else {}
     for item in overrides or []:
         key, value = _split_override(item)
         _set_dotted(raw, key, parse_yaml(value, f"--{key}") if value != "" else "")
     return from_dict(cls, raw)
+
+
+def bundled_configs_dir() -> Path:
+    """The configs shipped inside the package (the repo's configs/ is a link to this folder)."""
+    return Path(str(resources.files("hf_srdistill").joinpath("configs")))
+
+
+def read_config_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's mapping, with its ``base:`` file (if any) merged underneath.
+
+    ``base`` lets a variant say only what it changes (``base: distill_photos_tm_late`` and the
+    keys that differ), so a recipe's fields are written once. It is a path relative to the
+    file, or the NAME of a bundled config; bases may have bases. Mappings merge key by key,
+    anything else (lists included) is replaced whole.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}" + (f" (the base of {_chain[-1]})" if _chain else ""))
+    if path.resolve() in _chain:
+        raise ConfigError(f"{path}: base cycle ({' -> '.join(str(p) for p in (*_chain, path.resolve()))})")
+    raw = parse_yaml(path.read_text(), str(path)) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    if "base" not in raw:
+        return raw
+    base = raw.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base must be a file path or a bundled config name, got {base!r}")
+    looks_like_path = "/" in base or "\\" in base or base.endswith((".yaml", ".yml"))
+    base_path = path.parent / base if looks_like_path else bundled_configs_dir() / f"{base}.yaml"
+    return _merge(read_config_file(base_path, (*_chain, path.resolve())), raw)
+
+
+def _merge(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(under)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both else value
+    return out
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:

@@ -736,12 +736,11 @@ def format_plan(plan: dict) -> str:
 def choose_job(path: Path | None, overrides: list[str]):
     """MainJobConfig when the YAML or an override names a main-job key, else DistillJobConfig."""
     from hf_srdistill import config as C
-    from hf_srdistill.configio import parse_yaml
+    from hf_srdistill.configio import read_config_file
 
     keys = set()
     if path is not None and path.is_file():
-        raw = parse_yaml(path.read_text(), str(path)) or {}
-        keys |= set(raw) if isinstance(raw, dict) else set()
+        keys |= set(read_config_file(path))
     keys |= {o.lstrip("-").split("=")[0].split(".")[0] for o in overrides}
     return C.MainJobConfig if keys & MAIN_KEYS else C.DistillJobConfig
 

@@ -128,3 +128,53 @@ def test_every_bundled_config_loads_and_div2k_ones_move_the_set():
             # set at its init (README): the flagship configs must not hand the photos back
             stays = d.objective == "gm" and d.lr_img <= 0.01 and not (d.reference_path or d.reference_pool)
             assert not stays, f"{path.name}: a recipe that leaves the set unchanged"
+
+
+def test_base_merges_mappings_key_by_key_and_replaces_lists(tmp_path):
+    (tmp_path / "root.yaml").write_text(
+        "data: {source: photos, crop_size: 480}\n"
+        "distill:\n  ipc: 2\n  lr_img: 100\n  tm: {syn_steps: 20, span: 2, models: [{name: edsr}, {name: srcnn}]}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "mid.yaml").write_text("base: ../root.yaml\ndistill: {lr_img: 25, tm: {span: 3}}\n")
+    (tmp_path / "sub" / "leaf.yaml").write_text("base: mid.yaml\ndistill: {tm: {models: [{name: vdsr}]}}\n")
+    cfg = load_config(DistillJobConfig, tmp_path / "sub" / "leaf.yaml", ["--distill.ipc=3"])
+    d = cfg.distill
+    assert (cfg.data.source, cfg.data.crop_size) == ("photos", 480)  # from the root, two bases down
+    assert (d.ipc, d.lr_img, d.tm.syn_steps, d.tm.span) == (3, 25, 20, 3)  # override > leaf > mid > root
+    assert [m.name for m in d.tm.models] == ["vdsr"]  # a list is replaced, not appended to
+
+
+def test_base_by_bundled_name_equals_the_bundled_file(tmp_path):
+    from hf_srdistill.cli import bundled_configs_dir
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: distill_photos_tm_late\ndistill: {iterations: 7}\n")
+    mine = load_config(DistillJobConfig, path)
+    bundled = load_config(DistillJobConfig, bundled_configs_dir() / "distill_photos_tm_late.yaml",
+                          ["--distill.iterations=7"])
+    assert mine == bundled and mine.distill.objective == "tm"
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.yaml": "base: b.yaml\n", "b.yaml": "base: a.yaml\n"}, "base cycle"),
+    ({"a.yaml": "base: gone.yaml\n"}, r"config file not found: .*gone.yaml \(the base of .*a.yaml\)"),
+    ({"a.yaml": "base: no_such_bundled_config\n"}, "no_such_bundled_config.yaml"),
+    ({"a.yaml": "base: [b.yaml]\n"}, "base must be a file path or a bundled config name"),
+    ({"a.yaml": "base: b.yaml\n", "b.yaml": "- 1\n"}, "b.yaml: top level must be a mapping"),
+])
+def test_bad_base_is_one_config_error(tmp_path, files, message, capsys):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(DistillJobConfig, tmp_path / "a.yaml")
+    assert cli_main(["distill", "--config", str(tmp_path / "a.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_plan_picks_the_main_job_from_a_base(tmp_path):
+    from hf_srdistill.plan import choose_job
+
+    path = tmp_path / "main.yaml"
+    path.write_text("base: main_mini\ndistill: {iterations: 3}\n")
+    assert choose_job(path, []) is MainJobConfig
