@@ -235,3 +235,31 @@ def test_a_finite_but_blown_up_unroll_is_retried_with_half_the_student_lr(tm_job
     assert "diverged at iteration 0 (loss 20)" in caplog.text
     with pytest.raises(ValueError, match="max_loss must be > 1"):
         TrajectoryConfig(**{**TINY_TM, "max_loss": 1.0})
+
+
+def test_probe_tm_prints_the_loss_per_student_lr_for_the_init_and_a_set(tm_job, tmp_path):
+    import subprocess
+    import sys
+
+    from hf_srdistill.configio import dump_yaml
+
+    cfg = tm_job(span=1, max_start=3)
+    folder = distill(cfg)
+    config = tmp_path / "tm.yaml"
+    config.write_text(dump_yaml(cfg))
+    script = Path(__file__).resolve().parents[2] / "scripts" / "probe_tm.py"
+    run = subprocess.run([sys.executable, str(script), "--config", str(config), "--set", f"tm={folder}",
+                          "--lr-factors", "1e-6", "0.5", "--repeats", "1", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    rows = [line.split(" | ") for line in run.stdout.splitlines() if line.startswith("| srcnn")]
+    # starts 0, 1 and 2 (min_start 0, max_start 3, span 1 of 4 checkpoints), each for both sets
+    assert [(r[1].split()[0], r[2]) for r in rows] == [(t, s) for t in "012" for s in ("init", "tm")]
+    for r in rows:
+        # a student that barely moves lands where it started: the share of the distance left is 1
+        assert float(r[5]) == pytest.approx(1.0, abs=1e-3)
+        assert float(r[3]) > 0 and float(r[-1].rstrip(" |")) > 0  # a distance, and a pixel-gradient norm
+
+    wrong = subprocess.run([sys.executable, str(script), "--config", "distill_mini"], capture_output=True, text=True,
+                           timeout=120)
+    assert wrong.returncode == 2 and "probe_tm needs a tm recipe" in wrong.stderr
