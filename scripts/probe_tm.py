@@ -8,8 +8,8 @@ Trajectory matching (``distill.objective=tm``) scores a set by how close ``syn_s
 steps on it, from expert checkpoint t, land to checkpoint t + ``span``, as a share of the
 distance between the two (1 = no closer than the start). If no student lr brings that share
 well below 1, the pixels are optimised for a direction of travel, not for reaching the
-target, and a longer ``span`` or fewer ``syn_steps`` than the expert can be followed is the
-first thing to change. For a few start checkpoints and each set (the recipe's initial images,
+target: the span is longer than ``syn_steps`` student steps can cover, and a finer
+``expert_every`` with a shorter span, or more ``syn_steps``, is the first thing to try. For a few start checkpoints and each set (the recipe's initial images,
 and any ``--set`` folder), this prints the loss at each student lr (mean over ``--repeats``
 crop draws), about the lr the recipe's first iteration picks (``cal``: the distance over
 ``syn_steps`` first-step norms), the best lr, and the pixel-gradient norm there (how hard the first
