@@ -279,6 +279,11 @@ class TrajectoryConfig:
     # syn_steps steps of the first gradient's size cover the expert's distance. Learnt on a log
     # scale at lr_lr, one lr per entry of models.
     lr_student: float | None = None
+    # how a None lr_student is calibrated: distance = the rule above, which overshoots (on the
+    # photos the student diverges at that lr and at half of it; its best lr on the initial set is
+    # about a quarter, scripts/probe_tm.py); search = that lr and its halvings down to 1/64, each
+    # unrolled once on the set (7 unrolls per architecture, once), the lowest loss wins.
+    calibrate: Literal["distance", "search"] = "distance"
     lr_lr: float = 0.01
     # the pixel gradient's norm is clipped to clip_grad x the median of the last 20 iterations'
     # (after 5): an unroll whose student blows up sends a gradient many times the usual one. At

@@ -43,6 +43,7 @@ from hf_srdistill.io import atomic_path, write_json
 log = logging.getLogger(__name__)
 TM_STREAM = 7
 MAX_LR_HALVINGS = 8
+SEARCH_HALVINGS = 6  # calibrate=search tries the distance rule's lr down to 1/64 of it
 CLIP_WINDOW, CLIP_WARMUP = 20, 5  # the running median of the last CLIP_WINDOW pixel-gradient norms
 # history.csv (the columns loop.distill writes first, then tm's own): the student's lr after
 # the iteration's update, which expert and start checkpoint it matched, the pixel gradient's
@@ -187,6 +188,24 @@ def trajectory_loss(end: torch.Tensor, start: torch.Tensor, target: torch.Tensor
     return (end - target).pow(2).sum() / (start - target).pow(2).sum().clamp_min(1e-12)
 
 
+def search_student_lr(net: torch.nn.Module, start: torch.Tensor, target: torch.Tensor, images: torch.Tensor,
+                      lr: float, tm, precond: torch.Tensor | None, seed: int) -> float:
+    """Of ``lr`` and its halvings down to ``lr / 2**SEARCH_HALVINGS``, the one whose unroll ends nearest.
+
+    Every candidate unrolls on the same crops, so the comparison is paired. None finite: the
+    smallest, which the blow-up retry then halves further.
+    """
+    candidates = [lr / 2 ** k for k in range(SEARCH_HALVINGS + 1)]
+    losses = []
+    for c in candidates:
+        end, _ = unroll(net, start, images, torch.tensor(math.log(c), device=images.device), tm.syn_steps,
+                        tm.batch_syn, tm.patch_size, torch.Generator().manual_seed(seed), precond)
+        value = float(trajectory_loss(end.detach(), start, target))
+        losses.append(value if math.isfinite(value) else math.inf)
+    best = min(range(len(candidates)), key=losses.__getitem__)
+    return candidates[best] if math.isfinite(losses[best]) else candidates[-1]
+
+
 # ---- the run -------------------------------------------------------------------------
 def distill_tm(cfg: DistillJobConfig) -> Path:
     """Trajectory-matching distillation; writes the set folder like ``loop.distill``."""
@@ -281,8 +300,13 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
             if not tm.lr_student:
                 _, g0 = unroll(net, start, images.detach(), log_lr.detach(), 1, tm.batch_syn, tm.patch_size,
                                torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, -1 - mi)), precond)
+                lr0 = float((target - start).norm()) / (tm.syn_steps * max(g0, 1e-12))
+                if tm.calibrate == "search":
+                    lr0 = search_student_lr(net, start, target, images.detach(), lr0, tm, precond,
+                                            seed_for(d.seed, TM_STREAM, -1 - mi, -4))
+                    log.info("tm: %s student lr %.3g, the best of the distance rule's halvings", model.name, lr0)
                 with torch.no_grad():
-                    log_lr.fill_(math.log(float((target - start).norm()) / (tm.syn_steps * max(g0, 1e-12))))
+                    log_lr.fill_(math.log(lr0))
             calibrated[mi] = True
         for attempt in range(MAX_LR_HALVINGS + 1):
             opt.zero_grad(set_to_none=True)

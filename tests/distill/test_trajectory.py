@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,35 @@ def test_probe_tm_prints_the_loss_per_student_lr_for_the_init_and_a_set(tm_job, 
     wrong = subprocess.run([sys.executable, str(script), "--config", "distill_mini"], capture_output=True, text=True,
                            timeout=120)
     assert wrong.returncode == 2 and "probe_tm needs a tm recipe" in wrong.stderr
+
+
+def test_calibrate_search_picks_the_halving_that_reaches_the_target():
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(name="srcnn", scale=2, num_features=4)).requires_grad_(False)
+    start, images = T._flat(net), torch.rand(3, 3, 32, 32)
+    tm = TrajectoryConfig(**{**TINY_TM, "syn_steps": 3})
+    best = 3e-3
+    # the target is where 3 steps at `best` on these crops land: the search's candidate 4*best/4
+    # unrolls on the same crops, so it reaches it exactly, and every other candidate does not
+    target, _ = T.unroll(net, start, images, torch.tensor(best).log(), 3, tm.batch_syn, tm.patch_size,
+                         torch.Generator().manual_seed(5))
+    target = target.detach()
+    assert T.search_student_lr(net, start, target, images, 4 * best, tm, None, seed=5) == best
+    assert T.search_student_lr(net, start, target, images, 64 * best, tm, None, seed=5) == best
+    # every candidate blows up: the smallest, for the retry rule to halve further
+    assert T.search_student_lr(net, start, target, images, 1e30, tm, None, seed=5) == 1e30 / 2 ** T.SEARCH_HALVINGS
+
+
+def test_a_tm_run_with_calibrate_search_starts_at_a_searched_lr(tm_job, caplog):
+    import logging
+    import re
+
+    from hf_srdistill.history import read_history
+
+    with caplog.at_level(logging.INFO, logger="hf_srdistill"):
+        folder = distill(tm_job(calibrate="search"))
+    found = re.findall(r"srcnn student lr ([0-9.e+-]+), the best", caplog.text)
+    assert len(found) == 1  # calibrated once, at the architecture's first matching
+    first = float(read_history(folder / "history.csv")[0]["student_lr"])
+    # the history holds the lr after the first iteration's update: at most ~lr_lr away on a log scale
+    assert abs(math.log(first / float(found[0]))) < 3 * TINY_TM.get("lr_lr", 0.01)
