@@ -281,8 +281,9 @@ class TrajectoryConfig:
     lr_student: float | None = None
     # how a None lr_student is calibrated: distance = the rule above, which overshoots (on the
     # photos an EDSR student diverges at that lr and at half of it, an SRCNN one ends farther than
-    # it started; the best lr on the initial set is about a quarter, scripts/probe_tm.py); search = that lr and its halvings down to 1/64, each
-    # unrolled once on the set (7 unrolls per architecture, once), the lowest loss wins.
+    # it started; the best lr on the initial set is about a quarter, scripts/probe_tm.py);
+    # search = that lr and its halvings down to 1/64, each unrolled once on the set (7 unrolls
+    # per architecture, once), the lowest loss wins.
     calibrate: Literal["distance", "search"] = "distance"
     lr_lr: float = 0.01
     # the pixel gradient's norm is clipped to clip_grad x the median of the last 20 iterations'

@@ -9,11 +9,13 @@ steps on it, from expert checkpoint t, land to checkpoint t + ``span``, as a sha
 distance between the two (1 = no closer than the start). If no student lr brings that share
 well below 1, the pixels are optimised for a direction of travel, not for reaching the
 target: the span is longer than ``syn_steps`` student steps can cover, and a finer
-``expert_every`` with a shorter span, or more ``syn_steps``, is the first thing to try. For a few start checkpoints and each set (the recipe's initial images,
-and any ``--set`` folder), this prints the loss at each student lr (mean over ``--repeats``
-crop draws), about the lr the recipe's first iteration picks (``cal``: the distance over
-``syn_steps`` first-step norms), the best lr, and the pixel-gradient norm there (how hard the first
-iterations push the pixels; compare it across recipes before choosing ``lr_img``).
+``expert_every`` with a shorter span, or more ``syn_steps``, is the first thing to try.
+
+For a few start checkpoints and each set (the recipe's initial images, and any ``--set``
+folder), this prints the loss at each student lr (mean over ``--repeats`` crop draws), about
+the lr the recipe's first iteration picks (``cal``: the distance over ``syn_steps`` first-step
+norms), the best lr, and the pixel-gradient norm there (how hard the first iterations push the
+pixels; compare it across recipes before choosing ``lr_img``).
 Experts are trained first if ``expert_dir`` lacks them, exactly as ``distill`` would.
 """
 
@@ -45,14 +47,10 @@ def parse_args(argv=None):
     return p.parse_known_args(argv)
 
 
-def probe(net, traj, t: int, span: int, images: torch.Tensor, lrs: list[float], tm, base, repeats: int) -> dict:
-    from hf_srdistill.distill.trajectory import adam_preconditioner, trajectory_loss, unroll
+def probe(net, start: torch.Tensor, target: torch.Tensor, images: torch.Tensor, lrs: list[float], tm,
+          precond: torch.Tensor | None, repeats: int) -> dict:
+    from hf_srdistill.distill.trajectory import trajectory_loss, unroll
 
-    start, target = traj[t], traj[t + span]
-    precond = None
-    if tm.student == "adam":
-        precond = adam_preconditioner(net, start, base, tm.precond_batches, tm.expert_batch, tm.expert_patch,
-                                      torch.Generator().manual_seed(t))
     losses = {}
     for lr in lrs:
         values = [float(trajectory_loss(unroll(net, start, images, torch.tensor(math.log(lr)), tm.syn_steps,
@@ -71,23 +69,11 @@ def probe(net, traj, t: int, span: int, images: torch.Tensor, lrs: list[float], 
     return {"distance": float((target - start).norm()), "losses": losses, "best_lr": best, "pixel_grad": grad}
 
 
-def calibrated_lr(net, traj, t: int, span: int, images: torch.Tensor, tm, base) -> float:
-    """The student lr ``distill_tm`` starts an architecture at (its first-iteration rule)."""
-    from hf_srdistill.distill.trajectory import adam_preconditioner, unroll
-
-    start, target = traj[t], traj[t + span]
-    precond = adam_preconditioner(net, start, base, tm.precond_batches, tm.expert_batch, tm.expert_patch,
-                                  torch.Generator().manual_seed(t)) if tm.student == "adam" else None
-    _, g0 = unroll(net, start, images, torch.zeros(()), 1, tm.batch_syn, tm.patch_size,
-                   torch.Generator().manual_seed(0), precond)
-    return tm.lr_student or float((target - start).norm()) / (tm.syn_steps * max(g0, 1e-12))
-
-
 def main(argv=None) -> int:
     from hf_srdistill.data.grouped import SubImageStore
     from hf_srdistill.data.set_folder import read_set_images
     from hf_srdistill.distill.class_agnostic import group_store, initial_images
-    from hf_srdistill.distill.trajectory import expert_models, train_expert
+    from hf_srdistill.distill.trajectory import adam_preconditioner, distance_rule_lr, expert_models, train_expert
     from hf_srdistill.models import build_model
 
     args, rest = parse_args(argv)
@@ -120,10 +106,15 @@ def main(argv=None) -> int:
             if not 0 <= t < traj.shape[0] - tm.span:
                 print(f"probe_tm: start {t} is outside the expert's {traj.shape[0]} checkpoints", file=sys.stderr)
                 return 2
-            cal = calibrated_lr(net, traj, t, tm.span, sets["init"], tm, base)
+            start, target = traj[t], traj[t + tm.span]
+            precond = adam_preconditioner(net, start, base, tm.precond_batches, tm.expert_batch, tm.expert_patch,
+                                          torch.Generator().manual_seed(t)) if tm.student == "adam" else None
+            # the rule distill_tm starts an architecture's student at
+            cal = tm.lr_student or distance_rule_lr(net, start, target, sets["init"], tm, precond,
+                                                    torch.Generator().manual_seed(0))
             lrs = [cal * f for f in args.lr_factors]
             for name, images in sets.items():
-                r = probe(net, traj, t, tm.span, images, lrs, tm, base, args.repeats)
+                r = probe(net, start, target, images, lrs, tm, precond, args.repeats)
                 cells = " | ".join(f"{v:.4f}" for v in r["losses"].values())
                 best = f"{r['best_lr']:.2e}" if r["best_lr"] else "none"
                 print(f"| {model.name} x{model.scale} | {t} ({(t + 1) * tm.expert_every}) | {name} | "

@@ -188,6 +188,14 @@ def trajectory_loss(end: torch.Tensor, start: torch.Tensor, target: torch.Tensor
     return (end - target).pow(2).sum() / (start - target).pow(2).sum().clamp_min(1e-12)
 
 
+def distance_rule_lr(net: torch.nn.Module, start: torch.Tensor, target: torch.Tensor, images: torch.Tensor, tm,
+                     precond: torch.Tensor | None, gen: torch.Generator) -> float:
+    """The student lr at which ``syn_steps`` steps of the first step's size cover the expert's distance."""
+    _, g0 = unroll(net, start, images, torch.zeros((), device=images.device), 1, tm.batch_syn, tm.patch_size, gen,
+                   precond)
+    return float((target - start).norm()) / (tm.syn_steps * max(g0, 1e-12))
+
+
 def search_student_lr(net: torch.nn.Module, start: torch.Tensor, target: torch.Tensor, images: torch.Tensor,
                       lr: float, tm, precond: torch.Tensor | None, seed: int) -> float:
     """Of ``lr`` and its halvings down to ``lr / 2**SEARCH_HALVINGS``, the one whose unroll ends nearest.
@@ -298,9 +306,8 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
             with torch.no_grad():
                 log_lr.fill_(math.log(tm.lr_student) if tm.lr_student else 0.0)
             if not tm.lr_student:
-                _, g0 = unroll(net, start, images.detach(), log_lr.detach(), 1, tm.batch_syn, tm.patch_size,
-                               torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, -1 - mi)), precond)
-                lr0 = float((target - start).norm()) / (tm.syn_steps * max(g0, 1e-12))
+                lr0 = distance_rule_lr(net, start, target, images.detach(), tm, precond,
+                                       torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, -1 - mi)))
                 if tm.calibrate == "search":
                     lr0 = search_student_lr(net, start, target, images.detach(), lr0, tm, precond,
                                             seed_for(d.seed, TM_STREAM, -1 - mi, -4))
