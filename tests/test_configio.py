@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from hf_srdistill.cli import main as cli_main
@@ -153,6 +155,17 @@ def test_base_by_bundled_name_equals_the_bundled_file(tmp_path):
     bundled = load_config(DistillJobConfig, bundled_configs_dir() / "distill_photos_tm_late.yaml",
                           ["--distill.iterations=7"])
     assert mine == bundled and mine.distill.objective == "tm"
+
+
+def test_a_main_config_takes_its_recipe_from_a_distill_base():
+    from hf_srdistill.cli import bundled_configs_dir
+
+    main = load_config(MainJobConfig, bundled_configs_dir() / "main_div2k.yaml")
+    recipe = load_config(DistillJobConfig, bundled_configs_dir() / "distill_div2k_ipc1.yaml")
+    assert main.data == recipe.data
+    # the main job writes its sets under its own output_dir/sets, so only distill.output_dir may differ
+    assert dataclasses.replace(main.distill, output_dir="x") == dataclasses.replace(recipe.distill, output_dir="x")
+    assert main.distill.tm.max_loss == 10.0 and (main.model.name, main.judge_seeds) == ("edsr", [0, 1, 2])
 
 
 @pytest.mark.parametrize("files, message", [
