@@ -48,7 +48,7 @@ CLIP_WINDOW, CLIP_WARMUP = 20, 5  # the running median of the last CLIP_WINDOW p
 # history.csv (the columns loop.distill writes first, then tm's own): the student's lr after
 # the iteration's update, which expert and start checkpoint it matched, the pixel gradient's
 # norm before clipping and whether it was clipped
-HISTORY_COLUMNS = ("iteration", "loss", "lr_img", "wall_s", "student_lr", "expert", "start", "grad_norm", "clipped")
+HISTORY_COLUMNS = ("iteration", "loss", "lr_img", "wall_s", "student_lr", "expert", "start", "span", "grad_norm", "clipped")
 
 
 # ---- experts -------------------------------------------------------------------------
@@ -292,8 +292,9 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
         gen = torch.Generator().manual_seed(seed_for(d.seed, TM_STREAM, iteration, -3))
         mi, traj = experts[iteration % len(experts)]
         model, net, log_lr, opt_lr = models[mi], nets[mi], log_lrs[mi], opt_lrs[mi]
-        t = int(torch.randint(tm.min_start, min(tm.max_start, traj.shape[0] - tm.span), (1,), generator=gen))
-        start, target = traj[t].to(acc.device), traj[t + tm.span].to(acc.device)
+        span = tm.spans[iteration // len(experts) % len(tm.spans)]
+        t = int(torch.randint(tm.min_start, min(tm.max_start, traj.shape[0] - span), (1,), generator=gen))
+        start, target = traj[t].to(acc.device), traj[t + span].to(acc.device)
         precond = None
         if tm.student == "adam":
             key = (iteration % len(experts), t)
@@ -359,7 +360,7 @@ def distill_tm(cfg: DistillJobConfig) -> Path:
         iteration += 1
         row = history.append(iteration=iteration, loss=value, lr_img=opt.param_groups[0]["lr"],
                              wall_s=wall0 + time.time(), student_lr=float(log_lr.detach().exp()),
-                             expert=f"{model.name}_x{model.scale}", start=t, grad_norm=grad_norm,
+                             expert=f"{model.name}_x{model.scale}", start=t, span=span, grad_norm=grad_norm,
                              clipped=int(clipped))
         log_row(acc, tracking, {k: v for k, v in row.items() if k != "iteration"}, iteration)
         bar.update(1)
@@ -381,8 +382,10 @@ def describe(cfg: DistillJobConfig) -> str:
     tm = cfg.distill.tm
     names = ", ".join(f"{m.name} x{m.scale}" for m in expert_models(cfg))
     stages = f"from expert steps {(tm.min_start + 1) * tm.expert_every}-{tm.max_start * tm.expert_every}"
-    return (f"trajectory matching: {tm.syn_steps} student steps against {tm.span} expert checkpoints "
-            f"({tm.span * tm.expert_every} expert steps, {stages}) of {tm.num_experts} run(s) each of {names}")
+    spans = " / ".join(str(s) for s in tm.spans)
+    steps = " / ".join(str(s * tm.expert_every) for s in tm.spans)
+    return (f"trajectory matching: {tm.syn_steps} student steps against {spans} expert checkpoints "
+            f"({steps} expert steps, {stages}) of {tm.num_experts} run(s) each of {names}")
 
 
 __all__ = ["distill_tm", "train_expert", "unroll", "trajectory_loss", "student_crops", "expert_models", "describe"]

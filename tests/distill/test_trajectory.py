@@ -125,8 +125,8 @@ def test_a_tm_run_writes_a_set_reuses_its_experts_and_resumes_bit_identically(tm
         return [{k: v for k, v in r.items() if k != "wall_s"} for r in read_history(folder / "history.csv")]
 
     first = read_history(folder / "history.csv")
-    assert list(first[0]) == ["iteration", "loss", "lr_img", "wall_s", "student_lr", "expert", "start", "grad_norm",
-                              "clipped"]
+    assert list(first[0]) == ["iteration", "loss", "lr_img", "wall_s", "student_lr", "expert", "start", "span",
+                              "grad_norm", "clipped"]
     assert [r["iteration"] for r in first] == ["1", "2", "3", "4"] and first[0]["expert"] == "srcnn_x2"
     assert rows(Path(resumed.distill.output_dir)) == rows(folder)
     assert not (folder / "tm_history.json").exists() and (folder / "loss_curve.png").is_file()
@@ -158,6 +158,31 @@ def test_min_start_matches_only_the_later_checkpoints(tm_job):
     starts = {int(r["start"]) for r in read_history(folder / "history.csv")}
     assert starts and starts <= {1, 2}, starts
     assert "from expert steps 20-30" in T.describe(cfg)
+
+
+def test_extra_spans_are_matched_in_turn_against_the_checkpoint_that_far_ahead(tm_job, monkeypatch):
+    from hf_srdistill.history import read_history
+
+    cfg = tm_job(span=2, extra_spans=[1])
+    seen = []
+    real = T.trajectory_loss
+    def record(end, start, target):
+        seen.append((start.clone(), target.clone()))
+        return real(end, start, target)
+    monkeypatch.setattr(T, "trajectory_loss", record)
+    folder = distill(cfg)
+    rows = read_history(folder / "history.csv")
+    assert [r["span"] for r in rows] == ["2", "1", "2", "1"]
+    stored = [load_file(str(f))["params"] for f in Path(cfg.distill.tm.expert_dir).rglob("trajectory.safetensors")]
+    assert len(stored) == 1 and len(seen) == 4
+    for (start, target), r in zip(seen, rows):  # each matching's target is span checkpoints after its start
+        t, span = int(r["start"]), int(r["span"])
+        assert torch.equal(start, stored[0][t]) and torch.equal(target, stored[0][t + span])
+    assert "against 2 / 1 expert checkpoints (20 / 10 expert steps" in T.describe(cfg)
+    with pytest.raises(ValueError, match="the longest span"):
+        TrajectoryConfig(**{**TINY_TM, "extra_spans": [3]})
+    with pytest.raises(ValueError, match="extra_spans must be positive"):
+        TrajectoryConfig(**{**TINY_TM, "extra_spans": [0]})
 
 
 def test_each_expert_architecture_learns_its_own_student_lr(tm_job, monkeypatch):
